@@ -1,0 +1,136 @@
+"""The console application: Qt setup, the window the console opens, screenshots.
+
+Opening the database (which may start the embedded server and migrate it)
+runs on a worker thread, so the window appears at once and says what it is
+waiting for.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMainWindow
+from sqlalchemy import Engine
+
+from console.config import Settings
+from console.tasks import run_in_thread
+from db.errors import GridError
+
+THEMES = ("dark", "light")
+
+
+def make_app(argv: list[str] | None = None, theme: str = "dark") -> QApplication:
+    """The QApplication, created once, with the house style applied."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv or [sys.argv[0]])
+        app.setApplicationName("grid-console")
+        app.setApplicationDisplayName("网格指挥调度台")
+    app.setStyleSheet(style_sheet(theme))
+    return app
+
+
+def style_sheet(theme: str) -> str:
+    name = theme if theme in THEMES else "dark"
+    return resources.files("resources").joinpath(f"{name}.qss").read_text("utf-8")
+
+
+class StatusWindow(QMainWindow):
+    """The window shown until the operator console lands: database status, live."""
+
+    def __init__(self, settings: Settings):
+        from widgets.status_view import StatusView
+
+        super().__init__()
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.live = None
+        self.loaded = False
+        self.view = StatusView(settings.lang)
+        self.setCentralWidget(self.view)
+        self.setWindowTitle(self.view.t("title"))
+        self._refresh = QTimer(self, singleShot=True, interval=300)
+        self._refresh.timeout.connect(self.reload)
+
+    def open(self) -> None:
+        """Open the database off the GUI thread, then load and go live."""
+        from console.bootstrap import open_database
+
+        run_in_thread(lambda: open_database(self.settings), self._opened, self._failed)
+
+    def _opened(self, engine: Engine) -> None:
+        from console.live import LiveFeed
+
+        self.engine = engine
+        self.live = LiveFeed(engine)
+        self.live.entries.connect(self._on_entries)
+        self.live.online.connect(self.view.set_online)
+        self.live.start()
+        self.reload()
+
+    def reload(self) -> None:
+        from console.status import database_status
+
+        engine = self.engine
+        if engine is not None:
+            run_in_thread(lambda: database_status(engine), self._show, self._failed)
+
+    def _show(self, status: dict) -> None:
+        self.view.show_status(status)
+        self.loaded = True
+
+    def _failed(self, exc: Exception) -> None:
+        text = exc.message(self.settings.lang) if isinstance(exc, GridError) else str(exc)
+        self.view.show_error(text)
+        self.loaded = True
+
+    def _on_entries(self, entries: list) -> None:
+        self.view.add_entries(entries)
+        self._refresh.start()
+
+    def shutdown(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def run_window(settings: Settings) -> int:
+    app = make_app()
+    window = StatusWindow(settings)
+    window.resize(1100, 760)
+    window.show()
+    window.open()
+    code = app.exec()
+    window.shutdown()
+    window.deleteLater()
+    return code
+
+
+def screenshot(settings: Settings, out: str, view: str, size: tuple[int, int]) -> int:
+    """Render ``view`` offscreen at ``size`` into the PNG ``out``."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = make_app()
+    window = StatusWindow(settings)
+    window.resize(*size)
+    window.show()
+    window.open()
+    deadline = 60_000
+    waited = 0
+    while not window.loaded and waited < deadline:
+        app.processEvents()
+        QTimer.singleShot(20, lambda: None)
+        app.processEvents()
+        import time
+
+        time.sleep(0.02)
+        waited += 20
+    for _ in range(20):
+        app.processEvents()
+    ok = window.grab().save(out)
+    window.shutdown()
+    window.close()
+    print(out if ok else f"could not write {out}")
+    return 0 if ok else 1

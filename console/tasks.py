@@ -1,0 +1,62 @@
+"""Run blocking work (database, network) off the GUI thread, results back by signal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+
+class _Relay(QObject):
+    """Lives in the caller's thread, so its slots run there (queued connection)."""
+
+    done = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self, on_done, on_error):
+        super().__init__()
+        self.on_done = on_done
+        self.on_error = on_error
+        self.done.connect(self._deliver_done)
+        self.failed.connect(self._deliver_error)
+
+    @Slot(object)
+    def _deliver_done(self, value) -> None:
+        _live.discard(self)
+        self.on_done(value)
+
+    @Slot(object)
+    def _deliver_error(self, exc) -> None:
+        _live.discard(self)
+        if self.on_error is not None:
+            self.on_error(exc)
+
+
+class _Task(QRunnable):
+    def __init__(self, fn: Callable[[], object], relay: _Relay):
+        super().__init__()
+        self.fn = fn
+        self.relay = relay
+
+    def run(self) -> None:
+        try:
+            result = self.fn()
+        except Exception as exc:  # delivered to the caller's error handler
+            self.relay.failed.emit(exc)
+        else:
+            self.relay.done.emit(result)
+
+
+_live: set[_Relay] = set()
+
+
+def run_in_thread(
+    fn: Callable[[], object],
+    on_done: Callable[[object], None],
+    on_error: Callable[[Exception], None] | None = None,
+    pool: QThreadPool | None = None,
+) -> None:
+    """Call ``fn`` on a pool thread; ``on_done``/``on_error`` run on the caller's thread."""
+    relay = _Relay(on_done, on_error)
+    _live.add(relay)
+    (pool or QThreadPool.globalInstance()).start(_Task(fn, relay))

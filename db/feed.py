@@ -1,0 +1,183 @@
+"""The change feed: LISTEN for case-log notifications, deliver entries in order.
+
+A notification only says "something new"; the entries themselves are read
+from the case log with ``seq > last_seen``.  Because log sequence order is
+commit order (see ``db.case_actions``), that read never skips an entry, and
+after a dropped connection the same read catches up with everything missed
+while away.  A heartbeat also re-reads the log, so even a lost NOTIFY costs
+at most one heartbeat of delay, never an update.
+
+The feed runs in its own thread and calls plain callbacks; ``console.live``
+turns those into Qt signals for the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import select as _select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy import Engine, func, select
+
+from db.models import CaseLog
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "grid_case"
+_BATCH = 5000
+_QUERY = (
+    "SELECT seq, case_id, case_number, action, from_status, to_status, case_version, "
+    "actor_name, at FROM case_log WHERE seq > %s ORDER BY seq LIMIT %s"
+)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One case-log entry as the feed delivers it."""
+
+    seq: int
+    case_id: int
+    case_number: str
+    action: str
+    from_status: str | None
+    to_status: str
+    case_version: int
+    actor_name: str
+    at: datetime
+
+
+def dsn_of(engine_or_url) -> str:
+    """A libpq connection string from an engine or SQLAlchemy URL."""
+    url = getattr(engine_or_url, "url", engine_or_url)
+    if not isinstance(url, str):
+        url = url.render_as_string(hide_password=False)
+    return url.replace("postgresql+psycopg2://", "postgresql://", 1)
+
+
+def current_seq(engine: Engine) -> int:
+    """The newest log sequence number, 0 for an empty log."""
+    with engine.connect() as conn:
+        return conn.execute(select(func.coalesce(func.max(CaseLog.seq), 0))).scalar_one()
+
+
+class ChangeFeed:
+    """A listener thread that delivers every case-log entry after ``start_seq`` once.
+
+    ``on_entries`` receives lists of entries in sequence order; ``on_online``
+    receives True when connected (after catching up) and False when the
+    connection is lost.  Both run in the feed thread.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        on_entries: Callable[[list[LogEntry]], None],
+        on_online: Callable[[bool], None] | None = None,
+        start_seq: int = 0,
+        heartbeat: float = 2.0,
+        max_backoff: float = 5.0,
+    ):
+        self.dsn = dsn
+        self.on_entries = on_entries
+        self.on_online = on_online or (lambda online: None)
+        self.last_seq = start_seq
+        self.heartbeat = heartbeat
+        self.max_backoff = max_backoff
+        self.online = False
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._conn: psycopg2.extensions.connection | None = None
+        self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
+
+    # -- control --------------------------------------------------------------
+
+    def start(self) -> ChangeFeed:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self._close()
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the listening connection (tests terminate it)."""
+        conn = self._conn
+        return conn.get_backend_pid() if conn is not None and not conn.closed else None
+
+    # -- the thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self._connect()
+                self._catch_up()
+                self._set_online(True)
+                backoff = 0.1
+                self._listen()
+            except (psycopg2.Error, OSError) as exc:
+                log.warning("change feed lost its connection: %s", exc)
+            except Exception:  # a bug in a callback must not kill the feed
+                log.exception("change feed callback failed")
+            self._close()
+            self._set_online(False)
+            if self._stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, self.max_backoff)
+            self.reconnects += 1
+
+    def _connect(self) -> None:
+        conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="grid-feed")
+        conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        with conn.cursor() as cur:
+            cur.execute(f"LISTEN {CHANNEL}")
+        self._conn = conn
+
+    def _listen(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while not self._stop.is_set():
+            ready, _, _ = _select.select([conn], [], [], self.heartbeat)
+            conn.poll()
+            if conn.notifies:
+                conn.notifies.clear()
+            # Either a notification arrived or the heartbeat is due: read the log.
+            # On a dead connection this raises, and _run reconnects.
+            self._catch_up()
+            if not ready:
+                continue
+
+    def _catch_up(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(_QUERY, (self.last_seq, _BATCH))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            entries = [LogEntry(*r) for r in rows]
+            self.last_seq = entries[-1].seq
+            self.on_entries(entries)
+            if len(rows) < _BATCH:
+                return
+
+    def _set_online(self, online: bool) -> None:
+        if online != self.online:
+            self.online = online
+            self.on_online(online)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass

@@ -1,0 +1,428 @@
+"""SQLAlchemy models: the shared schema of every console, gateway and tool.
+
+Geometry is stored as GeoJSON (``JSONB``) with a bounding box in plain
+columns, so no PostGIS is needed: the bounding box narrows a lookup in SQL
+and the exact test runs in Python (``maps/``).  Coordinates are WGS-84
+everywhere in the database (DESIGN §2 "Coordinates"); GCJ-02 appears only on
+the way to a Chinese basemap.
+
+The migrations in ``db/migrations`` are the authority for the live schema;
+these classes describe the same tables for queries and for tests that check
+the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Text,
+    false,
+    func,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TS = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class BBoxMixin:
+    """Bounding box of a polygon, in WGS-84 degrees, for index-backed lookups."""
+
+    min_lon: Mapped[float] = mapped_column(Float)
+    min_lat: Mapped[float] = mapped_column(Float)
+    max_lon: Mapped[float] = mapped_column(Float)
+    max_lat: Mapped[float] = mapped_column(Float)
+
+
+# --- territory ---------------------------------------------------------------
+
+
+class District(BBoxMixin, Base):
+    __tablename__ = "district"
+    adcode: Mapped[str] = mapped_column(String(6), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    geometry: Mapped[dict] = mapped_column(JSONB)
+    area_km2: Mapped[float] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(Text)
+    imported_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class Street(BBoxMixin, Base):
+    __tablename__ = "street"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(9), unique=True)
+    adcode: Mapped[str] = mapped_column(ForeignKey("district.adcode", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    name_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    geometry: Mapped[dict] = mapped_column(JSONB)
+
+
+class Community(BBoxMixin, Base):
+    __tablename__ = "community"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    street_id: Mapped[int] = mapped_column(ForeignKey("street.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    name_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    geometry: Mapped[dict] = mapped_column(JSONB)
+
+
+class Grid(BBoxMixin, Base):
+    __tablename__ = "grid"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    name_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    kind: Mapped[str] = mapped_column(String(20), default="街巷型", server_default=text("'街巷型'"))
+    geometry: Mapped[dict] = mapped_column(JSONB)
+    workload: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0.0"))
+    worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("worker.id", ondelete="SET NULL", use_alter=True)
+    )
+    leader_id: Mapped[int | None] = mapped_column(
+        ForeignKey("worker.id", ondelete="SET NULL", use_alter=True)
+    )
+    __table_args__ = (Index("ix_grid_bbox", "min_lon", "max_lon", "min_lat", "max_lat"),)
+
+
+class UnitCell(BBoxMixin, Base):
+    """万米单元网格: a ~100 m cell, coded per CJ/T 213, owned by one community."""
+
+    __tablename__ = "unit_cell"
+    code: Mapped[str] = mapped_column(String(15), primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("community.id", ondelete="CASCADE"))
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grid.id", ondelete="CASCADE"))
+    geometry: Mapped[dict] = mapped_column(JSONB)
+    area_m2: Mapped[float] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0.0"))
+    __table_args__ = (
+        Index("ix_unit_cell_bbox", "min_lon", "max_lon", "min_lat", "max_lat"),
+        Index("ix_unit_cell_grid", "grid_id"),
+    )
+
+
+# --- organisation ------------------------------------------------------------
+
+
+class Department(Base):
+    """处置单位: a department that handles dispatched cases."""
+
+    __tablename__ = "department"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class Category(Base):
+    """部件/事件 category tree (CJ/T 214): kind → class → sub-category."""
+
+    __tablename__ = "category"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))  # component | event
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("category.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    default_department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    __table_args__ = (CheckConstraint("kind IN ('component', 'event')", name="kind"),)
+
+
+class TimeLimit(Base):
+    """Hours allowed per stage for a sub-category at one severity."""
+
+    __tablename__ = "time_limit"
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("category.id", ondelete="CASCADE"), primary_key=True
+    )
+    severity: Mapped[str] = mapped_column(String(12), primary_key=True)
+    accept_h: Mapped[float] = mapped_column(Float)
+    file_h: Mapped[float] = mapped_column(Float)
+    dispatch_h: Mapped[float] = mapped_column(Float)
+    handle_h: Mapped[float] = mapped_column(Float)
+    verify_h: Mapped[float] = mapped_column(Float)
+    close_h: Mapped[float] = mapped_column(Float)
+
+
+class Worker(Base):
+    """A field worker (网格员) or a member of a grid's roster."""
+
+    __tablename__ = "worker"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(60))
+    phone: Mapped[str | None] = mapped_column(String(30))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    roster_role: Mapped[str] = mapped_column(
+        String(20), default="full_time", server_default=text("'full_time'")
+    )
+    status: Mapped[str] = mapped_column(
+        String(20), default="off_duty", server_default=text("'off_duty'")
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class Device(Base):
+    """A GPS terminal, phone or vehicle unit that reports positions."""
+
+    __tablename__ = "device"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="phone", server_default=text("'phone'"))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
+    registered_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class AppUser(Base):
+    """A console login. Passwords are argon2 hashes, never plain text."""
+
+    __tablename__ = "app_user"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    display_name: Mapped[str] = mapped_column(String(60))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('intake','dispatcher','department','verifier','leader','admin','wall',"
+            "'system')",
+            name="role",
+        ),
+    )
+
+
+# --- cases -------------------------------------------------------------------
+
+
+class Case(Base):
+    """One case (案件). ``version`` rises by one with every action on it."""
+
+    __tablename__ = "case"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    source: Mapped[str] = mapped_column(String(20))
+    category_id: Mapped[int] = mapped_column(ForeignKey("category.id"))
+    severity: Mapped[str] = mapped_column(
+        String(12), default="normal", server_default=text("'normal'")
+    )
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
+    address: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
+    description: Mapped[str] = mapped_column(Text)
+    reporter: Mapped[str] = mapped_column(String(60), default="", server_default=text("''"))
+    reporter_phone: Mapped[str] = mapped_column(String(30), default="", server_default=text("''"))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    onsite: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"))
+    escalation: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    rework_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    return_count: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    extension_pending_h: Mapped[float | None] = mapped_column(Float)
+    extended_h: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0.0"))
+    stage_started_at: Mapped[datetime] = mapped_column(TS)
+    stage_due_at: Mapped[datetime | None] = mapped_column(TS, index=True)
+    close_due_at: Mapped[datetime | None] = mapped_column(TS)
+    reported_at: Mapped[datetime] = mapped_column(TS)
+    filed_at: Mapped[datetime | None] = mapped_column(TS)
+    dispatched_at: Mapped[datetime | None] = mapped_column(TS)
+    feedback_at: Mapped[datetime | None] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+    evaluation: Mapped[str | None] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("lon BETWEEN -180 AND 180 AND lat BETWEEN -90 AND 90", name="lonlat"),
+        CheckConstraint("escalation BETWEEN 0 AND 2", name="escalation"),
+        CheckConstraint(
+            "status IN ('reported','accepted','filed','dispatched','in_progress',"
+            "'awaiting_verification','closed','archived','rejected','merged')",
+            name="status",
+        ),
+        CheckConstraint("severity IN ('normal','urgent','emergency')", name="severity"),
+        Index("ix_case_grid", "grid_id"),
+        Index("ix_case_category", "category_id"),
+        Index("ix_case_reported_at", "reported_at"),
+    )
+
+
+class CaseAssignment(Base):
+    """One department's part in a dispatched case (lead, or co-handling in 联动)."""
+
+    __tablename__ = "case_assignment"
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    is_lead: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    assigned_at: Mapped[datetime] = mapped_column(TS)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TS)
+    fed_back_at: Mapped[datetime | None] = mapped_column(TS)
+    feedback: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (PrimaryKeyConstraint("case_id", "department_id"),)
+
+
+class CaseLog(Base):
+    """Append-only history of every action; a trigger refuses UPDATE/DELETE."""
+
+    __tablename__ = "case_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id"), index=True)
+    case_number: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(30))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    case_version: Mapped[int] = mapped_column(Integer)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    actor_name: Mapped[str] = mapped_column(String(60))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    workstation: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    reason: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+class Attachment(Base):
+    """A photo or document attached to a case (evidence), stored in the database."""
+
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"), index=True)
+    log_seq: Mapped[int | None] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(200))
+    mime: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class CaseCounter(Base):
+    """Per-day counter behind human-readable case numbers (YYYYMMDD-NNNNN)."""
+
+    __tablename__ = "case_counter"
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+# --- field force, cameras, layouts -------------------------------------------
+
+
+class Camera(Base):
+    __tablename__ = "camera"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    url: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
+    heading: Mapped[float | None] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class LatestPosition(Base):
+    """The newest position of each device, kept current by the gateway."""
+
+    __tablename__ = "latest_position"
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("device.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[datetime] = mapped_column(TS)
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    speed_kmh: Mapped[float | None] = mapped_column(Float)
+    course: Mapped[float | None] = mapped_column(Float)
+    altitude: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    battery: Mapped[float | None] = mapped_column(Float)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class SavedLayout(Base):
+    """A user's window layout, so it follows the operator to any workstation."""
+
+    __tablename__ = "saved_layout"
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(60))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (PrimaryKeyConstraint("user_id", "name"),)
+
+
+# ``positions`` is partitioned by day, which SQLAlchemy's DDL does not express;
+# the migration creates it, and this Table lets queries and COPY name it.
+POSITION_COLUMNS = (
+    "device_id",
+    "ts",
+    "lon",
+    "lat",
+    "speed_kmh",
+    "course",
+    "altitude",
+    "accuracy",
+    "battery",
+    "attributes",
+    "received_at",
+)
+
+__all__ = [
+    "AppUser",
+    "Attachment",
+    "Base",
+    "Camera",
+    "Case",
+    "CaseAssignment",
+    "CaseCounter",
+    "CaseLog",
+    "Category",
+    "Community",
+    "Department",
+    "Device",
+    "District",
+    "Grid",
+    "LatestPosition",
+    "SavedLayout",
+    "Street",
+    "TimeLimit",
+    "UnitCell",
+    "Worker",
+]
