@@ -59,7 +59,9 @@ class StatusWindow(QMainWindow):
         """Open the database off the GUI thread, then load and go live."""
         from console.bootstrap import open_database
 
-        run_in_thread(lambda: open_database(self.settings), self._opened, self._failed)
+        run_in_thread(
+            lambda: open_database(self.settings), self._opened, self._failed, context=self
+        )
 
     def _opened(self, engine: Engine) -> None:
         from console.live import LiveFeed
@@ -76,7 +78,7 @@ class StatusWindow(QMainWindow):
 
         engine = self.engine
         if engine is not None:
-            run_in_thread(lambda: database_status(engine), self._show, self._failed)
+            run_in_thread(lambda: database_status(engine), self._show, self._failed, context=self)
 
     def _show(self, status: dict) -> None:
         self.view.show_status(status)

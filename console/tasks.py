@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 
@@ -13,22 +14,27 @@ class _Relay(QObject):
     done = Signal(object)
     failed = Signal(object)
 
-    def __init__(self, on_done, on_error):
+    def __init__(self, on_done, on_error, context: QObject | None):
         super().__init__()
         self.on_done = on_done
         self.on_error = on_error
+        self.context = context
         self.done.connect(self._deliver_done)
         self.failed.connect(self._deliver_error)
 
+    def _wanted(self) -> bool:
+        """False when the widget that asked has been destroyed meanwhile."""
+        _live.discard(self)
+        return self.context is None or shiboken6.isValid(self.context)
+
     @Slot(object)
     def _deliver_done(self, value) -> None:
-        _live.discard(self)
-        self.on_done(value)
+        if self._wanted():
+            self.on_done(value)
 
     @Slot(object)
     def _deliver_error(self, exc) -> None:
-        _live.discard(self)
-        if self.on_error is not None:
+        if self._wanted() and self.on_error is not None:
             self.on_error(exc)
 
 
@@ -55,8 +61,13 @@ def run_in_thread(
     on_done: Callable[[object], None],
     on_error: Callable[[Exception], None] | None = None,
     pool: QThreadPool | None = None,
+    context: QObject | None = None,
 ) -> None:
-    """Call ``fn`` on a pool thread; ``on_done``/``on_error`` run on the caller's thread."""
-    relay = _Relay(on_done, on_error)
+    """Call ``fn`` on a pool thread; ``on_done``/``on_error`` run on the caller's thread.
+
+    With a ``context`` object, the result is dropped if that object was
+    destroyed before the work finished (a window closed mid-query).
+    """
+    relay = _Relay(on_done, on_error, context)
     _live.add(relay)
     (pool or QThreadPool.globalInstance()).start(_Task(fn, relay))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, case, func, literal, select, update
 
 from console.workflow import OPEN_STATUSES
 from db.case_actions import C, append_log
@@ -37,7 +37,7 @@ def cases_near_deadline(
     engine: Engine, fraction: float = WARN_FRACTION, now: datetime | None = None
 ) -> list[DeadlineState]:
     """Open cases whose current stage has used at least ``fraction`` of its limit."""
-    clock = func.coalesce(now, func.now()) if now else func.now()
+    clock = literal(now) if now is not None else func.now()
     elapsed = func.extract("epoch", clock - C.c.stage_started_at)
     allowed = func.greatest(func.extract("epoch", C.c.stage_due_at - C.c.stage_started_at), 1)
     share = (elapsed / allowed).label("share")
@@ -67,12 +67,10 @@ def escalate_overdue(engine: Engine) -> list[str]:
     """
     actor = system_actor(engine)
     span = C.c.stage_due_at - C.c.stage_started_at
-    target = func.least(
-        2,
-        func.greatest(
-            func.cast(func.now() >= C.c.stage_due_at, C.c.escalation.type),
-            func.cast(func.now() >= C.c.stage_due_at + span, C.c.escalation.type) * 2,
-        ),
+    target = case(
+        (func.now() >= C.c.stage_due_at + span, 2),
+        (func.now() >= C.c.stage_due_at, 1),
+        else_=0,
     )
     with engine.connect() as conn:
         candidates = (

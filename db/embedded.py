@@ -9,10 +9,12 @@ processes holding a handle).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import warnings
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,9 @@ class EmbeddedServer:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers).
             warnings.simplefilter("ignore")
             import pgserver
+            import pgserver.postgres_server as pg_module
+
+        _patch_socket_dir(pg_module)
 
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +50,7 @@ class EmbeddedServer:
 
     def url_for(self, database: str) -> str:
         """A SQLAlchemy URL for ``database`` on this server (psycopg2 driver)."""
-        return f"postgresql+psycopg2://postgres@/{database}?host={self.socket_dir}"
+        return f"postgresql+psycopg2://postgres@/{database}?host={quote(str(self.socket_dir))}"
 
     def _ensure_database(self, name: str) -> None:
         import psycopg2
@@ -63,6 +68,31 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Stop the server now if this process holds the last handle on it."""
         self._server.cleanup()
+
+
+def _patch_socket_dir(pg_module) -> None:
+    """Keep the server's socket directory free of spaces.
+
+    pgserver hands the socket directory to ``postgres -k`` unquoted, so a data
+    directory such as macOS's "Application Support" would split into two
+    arguments and the server would not start.  When the chosen directory has
+    whitespace, use a private one under the system temp directory instead.
+    """
+    original = getattr(
+        pg_module.find_suitable_socket_dir, "__wrapped__", pg_module.find_suitable_socket_dir
+    )
+
+    def find_socket_dir(pgdata, runtime_path):
+        chosen = Path(original(pgdata, runtime_path))
+        if not any(ch.isspace() for ch in str(chosen)):
+            return chosen
+        digest = hashlib.sha1(str(pgdata).encode()).hexdigest()[:12]
+        safe = Path(tempfile.gettempdir()) / f"grid-pg-{digest}"
+        safe.mkdir(mode=0o700, exist_ok=True)
+        return safe
+
+    find_socket_dir.__wrapped__ = original
+    pg_module.find_suitable_socket_dir = find_socket_dir
 
 
 def _socket_dir(uri: str) -> Path:

@@ -204,20 +204,6 @@ def upgrade() -> None:
             name=op.f("fk_grid_community_id_community"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["leader_id"],
-            ["worker.id"],
-            name=op.f("fk_grid_leader_id_worker"),
-            ondelete="SET NULL",
-            use_alter=True,
-        ),
-        sa.ForeignKeyConstraint(
-            ["worker_id"],
-            ["worker.id"],
-            name=op.f("fk_grid_worker_id_worker"),
-            ondelete="SET NULL",
-            use_alter=True,
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grid")),
         sa.UniqueConstraint("code", name=op.f("uq_grid_code")),
     )
@@ -295,6 +281,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_worker")),
         sa.UniqueConstraint("code", name=op.f("uq_worker_code")),
     )
+    # grid ↔ worker refer to each other: the grid's side is added once both exist.
+    for column in ("leader_id", "worker_id"):
+        op.create_foreign_key(
+            op.f(f"fk_grid_{column}_worker"),
+            "grid",
+            "worker",
+            [column],
+            ["id"],
+            ondelete="SET NULL",
+        )
     op.create_table(
         "case",
         sa.Column("id", sa.BigInteger(), nullable=False),
