@@ -21,11 +21,23 @@ and never skip an entry that committed late.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from console.config import hall_timezone
 from console.workflow import (
@@ -56,7 +68,7 @@ from db.models import (
     TimeLimit,
     Worker,
 )
-from db.session import transaction
+from db.session import transaction, with_retry
 from db.users import Actor
 
 C = Case.__table__
@@ -131,7 +143,7 @@ def perform(
         )
     clean = _CLEANERS.get(action, _no_params)(params)
     if action == "report":
-        return _report(engine, actor, clean)
+        return with_retry(lambda: _report(engine, actor, clean))
     if not number:
         raise BadInput("请指定案件编号。", "A case number is required.")
     if expected_version is None:
@@ -139,6 +151,10 @@ def perform(
             "请提供案件版本号（防止覆盖他人的操作）。",
             "The case's expected version is required (so no one's action is overwritten).",
         )
+    return with_retry(lambda: _act(engine, actor, rule, action, number, expected_version, clean))
+
+
+def _act(engine, actor, rule, action, number, expected_version, clean) -> ActionResult:
     with transaction(engine) as conn:
         row = _lock_case(conn, number)
         if row.version != expected_version:
@@ -153,36 +169,61 @@ def perform(
 # --- the common path ---------------------------------------------------------
 
 
-def _lock_case(conn: Connection, number: str):
-    stmt = (
-        select(
-            C,
-            T.c.accept_h,
-            T.c.file_h,
-            T.c.dispatch_h,
-            T.c.handle_h,
-            T.c.verify_h,
-            T.c.close_h,
-            func.now().label("now"),
-        )
-        .select_from(
-            C.outerjoin(T, and_(T.c.category_id == C.c.category_id, T.c.severity == C.c.severity))
-        )
-        .where(C.c.number == str(number))
-        .with_for_update(of=C)
+_LOCK_CASE = (
+    select(
+        C,
+        T.c.accept_h,
+        T.c.file_h,
+        T.c.dispatch_h,
+        T.c.handle_h,
+        T.c.verify_h,
+        T.c.close_h,
+        func.now().label("now"),
     )
-    row = conn.execute(stmt).first()
+    .select_from(
+        C.outerjoin(T, and_(T.c.category_id == C.c.category_id, T.c.severity == C.c.severity))
+    )
+    .where(C.c.number == bindparam("number"))
+    .with_for_update(of=C)
+)
+
+# The two statements every action ends with, written once at driver level:
+# they run hundreds of times a second in a busy hall, and building them
+# through the expression layer each time costs more than the database does.
+_CASE_COLUMNS = frozenset(C.c.keys())
+_APPEND_LOG = (
+    "WITH ordered AS (SELECT pg_advisory_xact_lock(%(lock)s)) "
+    "INSERT INTO case_log (case_id, case_number, action, from_status, to_status, "
+    "case_version, actor_id, actor_name, actor_role, workstation, reason, payload) "
+    "SELECT %(case_id)s, %(number)s, %(action)s, %(from_status)s, %(to_status)s, "
+    "%(version)s, %(actor_id)s, %(actor_name)s, %(actor_role)s, %(workstation)s, "
+    "%(reason)s, %(payload)s FROM ordered RETURNING seq"
+)
+
+
+def _lock_case(conn: Connection, number: str):
+    row = conn.execute(_LOCK_CASE, {"number": str(number)}).first()
     if row is None:
         raise NotFound(f"案件“{number}”不存在。", f"No case numbered '{number}'.")
     return row
+
+
+def _update_case(conn: Connection, case_id: int, values: dict) -> None:
+    unknown = set(values) - _CASE_COLUMNS
+    if unknown:  # a programming error, never operator input
+        raise ValueError(f"not case columns: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = %({name})s" for name in values)
+    conn.exec_driver_sql(
+        f'UPDATE "case" SET {assignments} WHERE id = %(_id)s', {**values, "_id": case_id}
+    )
 
 
 def _commit(ctx: Ctx, action: str, change: Change) -> ActionResult:
     row, conn = ctx.row, ctx.conn
     to_status = change.to_status or row.status
     values = dict(change.values)
-    values.update(status=to_status, version=row.version + 1, updated_at=ctx.now)
-    conn.execute(update(C).where(C.c.id == row.id).values(**values))
+    values.update(status=str(to_status), version=row.version + 1, updated_at=ctx.now)
+    _update_case(conn, row.id, values)
     for step in change.after:
         step(conn)
     seq = append_log(
@@ -212,25 +253,23 @@ def append_log(
     reason: str | None,
     payload: dict,
 ) -> int:
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_ORDER_LOCK})
-    return conn.execute(
-        insert(L)
-        .values(
-            case_id=case_id,
-            case_number=number,
-            action=action,
-            from_status=from_status,
-            to_status=to_status,
-            case_version=version,
-            actor_id=actor.id,
-            actor_name=actor.display_name,
-            actor_role=actor.role,
-            workstation=actor.workstation or "",
-            reason=reason,
-            payload=payload,
-        )
-        .returning(L.c.seq)
-    ).scalar_one()
+    """Append one case-log entry, last thing before commit, under the order lock."""
+    params = {
+        "lock": LOG_ORDER_LOCK,
+        "case_id": case_id,
+        "number": number,
+        "action": action,
+        "from_status": None if from_status is None else str(from_status),
+        "to_status": str(to_status),
+        "version": version,
+        "actor_id": actor.id,
+        "actor_name": actor.display_name,
+        "actor_role": actor.role,
+        "workstation": actor.workstation or "",
+        "reason": reason,
+        "payload": json.dumps(payload, ensure_ascii=False, default=str),
+    }
+    return conn.exec_driver_sql(_APPEND_LOG, params).scalar_one()
 
 
 def _stage(row, status: str, now: datetime, limits=None) -> dict:

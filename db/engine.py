@@ -43,9 +43,11 @@ def resolve_url(database_url: str | None, data_dir: Path) -> str:
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine with settings suited to short, locking transactions.
 
-    ``pool_pre_ping`` turns a server restart into a fresh connection instead of
-    an error on the next action; the short connect timeout makes "database
-    unavailable" appear quickly rather than after minutes.
+    No ping before each checkout (a round trip per action): a connection that
+    died with a server restart fails its first statement, the pool discards
+    it, and ``db.session.with_retry`` runs the action again on a fresh one.
+    The short connect timeout makes "database unavailable" appear quickly
+    rather than after minutes.
     """
     url = normalize_url(url)
     connect_args = {"connect_timeout": 5, "application_name": "grid-console"}
@@ -53,7 +55,6 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
     )

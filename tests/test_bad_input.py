@@ -59,7 +59,7 @@ BAD_REPORTS = [
 @pytest.mark.parametrize(
     ("override", "zh", "en"),
     BAD_REPORTS,
-    ids=[f"{k}" for k, *_ in [(list(o)[0],) for o, *_ in BAD_REPORTS]],
+    ids=[f"{next(iter(o))}-{i}" for i, (o, *_) in enumerate(BAD_REPORTS)],
 )
 def test_bad_report_is_refused_and_changes_nothing(engine, actors, override, zh, en):
     report(engine, actors)  # something to leave untouched

@@ -15,29 +15,35 @@ from tests.conftest import wait_for
 from tests.flows import ACTOR_OF, PARAMS, case_in, report
 
 
+def _race(engine, actors, case) -> dict[str, object]:
+    """Two dispatchers send the same filed case to different departments at once."""
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, object] = {}
+
+    def go(user: str, dept: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[user] = perform(
+                engine, actors[user], "dispatch", case.number, case.version, department=dept
+            )
+        except Conflict as exc:
+            outcomes[user] = exc
+
+    threads = [
+        threading.Thread(target=go, args=("dispatcher1", "huanwei")),
+        threading.Thread(target=go, args=("dispatcher2", "shizheng")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
 def test_two_dispatchers_race_exactly_one_wins(engine, actors):
     for _ in range(5):
         case = case_in(engine, actors, "filed")
-        barrier = threading.Barrier(2)
-        outcomes: dict[str, object] = {}
-
-        def go(user: str, dept: str) -> None:
-            barrier.wait()
-            try:
-                outcomes[user] = perform(
-                    engine, actors[user], "dispatch", case.number, case.version, department=dept
-                )
-            except Conflict as exc:
-                outcomes[user] = exc
-
-        threads = [
-            threading.Thread(target=go, args=("dispatcher1", "huanwei")),
-            threading.Thread(target=go, args=("dispatcher2", "shizheng")),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = _race(engine, actors, case)
         winners = [u for u, r in outcomes.items() if not isinstance(r, Exception)]
         losers = [u for u, r in outcomes.items() if isinstance(r, Conflict)]
         assert len(winners) == 1 and len(losers) == 1
