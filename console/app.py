@@ -65,9 +65,11 @@ class StatusWindow(QMainWindow):
 
     def _opened(self, engine: Engine) -> None:
         from console.live import LiveFeed
+        from db.feed import current_seq
 
         self.engine = engine
-        self.live = LiveFeed(engine)
+        # Start a little in the past so the window opens with recent history.
+        self.live = LiveFeed(engine, start_seq=max(0, current_seq(engine) - 50))
         self.live.entries.connect(self._on_entries)
         self.live.online.connect(self.view.set_online)
         self.live.start()
@@ -82,7 +84,9 @@ class StatusWindow(QMainWindow):
 
     def _show(self, status: dict) -> None:
         self.view.show_status(status)
-        self.loaded = True
+        self.loaded = self.live is None or self.live.last_seq >= status["log_seq"]
+        if not self.loaded:
+            self._refresh.start()
 
     def _failed(self, exc: Exception) -> None:
         text = exc.message(self.settings.lang) if isinstance(exc, GridError) else str(exc)

@@ -145,3 +145,24 @@ def table_counts(engine: Engine) -> dict[str, int]:
             text('SELECT coalesce(sum(version), 0) FROM "case"')
         ).scalar_one()
     return counts
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    session.config._grid_exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Make the run's exit code the tests' verdict.
+
+    A PySide6 + pyqtgraph process can crash in the garbage collector at
+    interpreter exit; by now every fixture (and the embedded server) has
+    been torn down and the summary printed, so leave without that lottery.
+    """
+    import sys
+
+    status = getattr(config, "_grid_exit_status", None)
+    if status is not None and "PySide6" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
