@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow
 from sqlalchemy import Engine
 
 from console.config import Settings
+from console.escalator import Escalator
 from console.tasks import run_in_thread
 from db.errors import GridError
 
@@ -48,6 +49,7 @@ class StatusWindow(QMainWindow):
         self.settings = settings
         self.engine: Engine | None = None
         self.live = None
+        self.escalator = None
         self.loaded = False
         self.view = StatusView(settings.lang)
         self.setCentralWidget(self.view)
@@ -73,6 +75,7 @@ class StatusWindow(QMainWindow):
         self.live.entries.connect(self._on_entries)
         self.live.online.connect(self.view.set_online)
         self.live.start()
+        self.escalator = Escalator(engine, parent=self).start()
         self.reload()
 
     def reload(self) -> None:
@@ -98,6 +101,8 @@ class StatusWindow(QMainWindow):
         self._refresh.start()
 
     def shutdown(self) -> None:
+        if self.escalator is not None:
+            self.escalator.timer.stop()
         if self.live is not None:
             self.live.stop()
             self.live = None

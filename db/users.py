@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select, update
 from console.workflow import ROLE_LABELS
 from db.errors import BadInput, Forbidden, NotFound
 from db.models import AppUser, Department
-from db.session import transaction
+from db.session import transaction, with_retry
 
 MAX_FAILURES = 5
 LOCKOUT = timedelta(minutes=5)
@@ -110,6 +110,10 @@ def authenticate(engine: Engine, name: str, password: str, workstation: str = ""
     The same message for an unknown user and a wrong password, so a login
     screen does not tell a stranger which names exist.
     """
+    return with_retry(lambda: _authenticate(engine, name, password, workstation))
+
+
+def _authenticate(engine: Engine, name: str, password: str, workstation: str) -> Actor:
     wrong = Forbidden("用户名或密码错误。", "Wrong user name or password.")
     with transaction(engine) as conn:
         row = conn.execute(

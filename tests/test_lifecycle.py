@@ -220,3 +220,18 @@ def test_outside_the_district_is_refused_when_a_district_exists(engine, actors):
         report(engine, actors, lon=116.30, lat=39.90)  # 海淀, west of 东城
     assert table_counts(engine) == before
     forget_territory()
+
+
+def test_console_escalator_runs_on_its_timer(qtbot, engine, actors):
+    from console.app import make_app
+    from console.escalator import Escalator
+
+    make_app()
+    late = case_in(engine, actors, "filed")
+    _shift(engine, late.number, 3, 1)
+    escalator = Escalator(engine, interval_s=0.2)
+    with qtbot.waitSignal(escalator.escalated, timeout=5000) as blocker:
+        escalator.start()
+    assert blocker.args[0] == [late.number]
+    escalator.timer.stop()
+    assert _case(engine, late.number).escalation == 1
