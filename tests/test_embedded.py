@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.cli_runner import main_py
 
 
 def run(data_dir: Path, *args: str, password: str = "embedded-pw"):
-    env = {**os.environ, "GRID_DATA_DIR": str(data_dir), "GRID_PASSWORD": password}
-    env.pop("GRID_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,
-        cwd=ROOT,
-    )
+    return main_py(*args, env={"GRID_DATA_DIR": str(data_dir), "GRID_PASSWORD": password})
 
 
 def test_embedded_server_is_created_reused_and_stopped(tmp_path):
