@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--evaluation")
     cs.add_parser("escalate-overdue", help="escalate overdue cases now (as the system user)")
 
+    gw = sub.add_parser("gateway", help="GPS gateway: OsmAnd protocol over HTTP")
+    gw.add_argument("--host", default="127.0.0.1")
+    gw.add_argument("--port", type=int, default=5055)
+    gw.add_argument(
+        "--register-unknown",
+        action="store_true",
+        help="register reports from unknown devices as unassigned",
+    )
+    gw.add_argument("--queue-dir", help="local write-ahead queue (default: data dir/gateway)")
+
     sc = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
     sc.add_argument("out")
     sc.add_argument("--view", default="status", choices=["status"])
@@ -331,12 +341,19 @@ def cmd_screenshot(args) -> int:
     return screenshot(_settings(args), args.out, args.view, (w, h))
 
 
+def cmd_gateway(args) -> int:
+    from console.gateway import serve
+
+    return serve(_settings(args), args)
+
+
 COMMANDS = {
     "db": cmd_db,
     "users": cmd_users,
     "case": cmd_case,
     "open": cmd_open,
     "screenshot": cmd_screenshot,
+    "gateway": cmd_gateway,
     None: cmd_open,
 }
 

@@ -66,3 +66,12 @@ def grid_at(conn: Connection, lon: float, lat: float) -> int | None:
         if point_in_geometry(lon, lat, geometry):
             return gid
     return None
+
+
+def locate_grids(conn: Connection, points: list[tuple[float, float]]) -> list[int | None]:
+    """Grid ids for many WGS-84 (lon, lat) points, None where no grid contains one.
+
+    This is the bulk entry point the gateway and the simulator use; it will be
+    served by the lattice locator of ``maps/`` without changing its signature.
+    """
+    return [grid_at(conn, lon, lat) for lon, lat in points]

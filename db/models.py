@@ -73,6 +73,15 @@ class District(BBoxMixin, Base):
     area_km2: Mapped[float] = mapped_column(Float)
     source: Mapped[str | None] = mapped_column(Text)
     imported_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    # The unit-cell lattice (revision 0002): north-west origin, step, size.
+    crs_source: Mapped[str] = mapped_column(String(10), server_default=text("'wgs84'"))
+    cell_m: Mapped[float] = mapped_column(Float, server_default=text("100"))
+    origin_lon: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    origin_lat: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    dlon: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    dlat: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    n_cols: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    n_rows: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 class Street(BBoxMixin, Base):
@@ -83,6 +92,7 @@ class Street(BBoxMixin, Base):
     name: Mapped[str] = mapped_column(String(100))
     name_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     geometry: Mapped[dict] = mapped_column(JSONB)
+    area_m2: Mapped[float] = mapped_column(Float, server_default=text("0"))
 
 
 class Community(BBoxMixin, Base):
@@ -93,6 +103,7 @@ class Community(BBoxMixin, Base):
     name: Mapped[str] = mapped_column(String(100))
     name_generated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     geometry: Mapped[dict] = mapped_column(JSONB)
+    area_m2: Mapped[float] = mapped_column(Float, server_default=text("0"))
 
 
 class Grid(BBoxMixin, Base):
@@ -105,6 +116,7 @@ class Grid(BBoxMixin, Base):
     kind: Mapped[str] = mapped_column(String(20), default="街巷型", server_default=text("'街巷型'"))
     geometry: Mapped[dict] = mapped_column(JSONB)
     workload: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0.0"))
+    area_m2: Mapped[float] = mapped_column(Float, server_default=text("0"))
     worker_id: Mapped[int | None] = mapped_column(
         ForeignKey("worker.id", ondelete="SET NULL", use_alter=True)
     )
@@ -124,9 +136,14 @@ class UnitCell(BBoxMixin, Base):
     geometry: Mapped[dict] = mapped_column(JSONB)
     area_m2: Mapped[float] = mapped_column(Float)
     weight: Mapped[float] = mapped_column(Float, default=0.0, server_default=text("0.0"))
+    adcode: Mapped[str] = mapped_column(String(6), server_default=text("''"))
+    col: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    clipped: Mapped[bool] = mapped_column(Boolean, server_default=false())
     __table_args__ = (
         Index("ix_unit_cell_bbox", "min_lon", "max_lon", "min_lat", "max_lat"),
         Index("ix_unit_cell_grid", "grid_id"),
+        Index("ix_unit_cell_lattice", "adcode", "col", "row", unique=True),
     )
 
 
