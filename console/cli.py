@@ -105,6 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--evaluation")
     cs.add_parser("escalate-overdue", help="escalate overdue cases now (as the system user)")
 
+    dp = sub.add_parser("district", help="territory: import a real district boundary")
+    dps = dp.add_subparsers(dest="district_command", required=True)
+    di = dps.add_parser("import", help="build unit cells, streets, communities, grids")
+    di.add_argument("file", help="GeoJSON boundary (Polygon/MultiPolygon)")
+    di.add_argument(
+        "--crs",
+        choices=["gcj02", "wgs84"],
+        default="gcj02",
+        help="coordinate system of the file (default gcj02, as amap's)",
+    )
+    di.add_argument("--cell", type=float, default=100.0, help="unit cell size in metres")
+    di.add_argument("--streets", type=int)
+    di.add_argument("--communities", type=int)
+    di.add_argument("--grids", type=int)
+    di.add_argument("--adcode", help="6-digit code, if the file's properties lack one")
+    di.add_argument("--name")
+    di.add_argument("--replace", action="store_true", help="replace an imported district")
+    di.add_argument("--json", action="store_true")
+    dl = dps.add_parser("list", help="imported districts")
+    dl.add_argument("--json", action="store_true")
+
+    gp = sub.add_parser("grid", help="territory lookups")
+    gps = gp.add_subparsers(dest="grid_command", required=True)
+    gl = gps.add_parser("locate", help="unit cell, grid, community and street of a point")
+    gl.add_argument("lon", type=float)
+    gl.add_argument("lat", type=float)
+    gl.add_argument("--crs", choices=["wgs84", "gcj02"], default="wgs84")
+    gl.add_argument("--json", action="store_true")
+
     gw = sub.add_parser("gateway", help="GPS gateway: OsmAnd protocol over HTTP")
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=int, default=5055)
@@ -341,6 +370,64 @@ def cmd_screenshot(args) -> int:
     return screenshot(_settings(args), args.out, args.view, (w, h))
 
 
+def cmd_district(args) -> int:
+    engine = _engine(args)
+    if args.district_command == "list":
+        from db.territory_queries import districts
+
+        rows = districts(engine)
+        if args.json:
+            _print_json(rows)
+        else:
+            for d in rows:
+                print(
+                    f"{d['adcode']}\t{d['name']}\t{d['area_km2']:.2f} km²\t"
+                    f"{d['streets']}/{d['communities']}/{d['grids']}\t{d['unit_cells']}"
+                )
+        return EXIT_OK
+    from db.territory import import_district
+
+    summary = import_district(
+        engine,
+        args.file,
+        args.crs,
+        args.cell,
+        args.streets,
+        args.communities,
+        args.grids,
+        args.replace,
+        args.adcode,
+        args.name,
+    )
+    if args.json:
+        _print_json(summary.as_json())
+    else:
+        s = summary
+        print(
+            f"{s.adcode} {s.name}: {s.area_km2:.2f} km², {s.streets} streets, "
+            f"{s.communities} communities, {s.grids} grids, {s.cells} unit cells "
+            f"in {s.seconds:.1f} s"
+        )
+    return EXIT_OK
+
+
+def cmd_grid(args) -> int:
+    from db.territory_queries import locate_point
+
+    engine = _engine(args)
+    answer = locate_point(engine, args.lon, args.lat, args.crs)
+    if args.json:
+        _print_json(answer)
+    elif answer["inside"]:
+        print(
+            f"{answer['cell']}\t{answer['grid']['code']} {answer['grid']['name']}\t"
+            f"{answer['community']['name']}\t{answer['street']['name']}"
+        )
+    else:
+        print(answer["message"])
+    return EXIT_OK
+
+
 def cmd_gateway(args) -> int:
     from console.gateway import serve
 
@@ -354,6 +441,8 @@ COMMANDS = {
     "open": cmd_open,
     "screenshot": cmd_screenshot,
     "gateway": cmd_gateway,
+    "district": cmd_district,
+    "grid": cmd_grid,
     None: cmd_open,
 }
 

@@ -1,8 +1,10 @@
-"""Place a WGS-84 point in the territory: inside the district? which grid?
+"""Place a WGS-84 point in the territory: inside a district? which grid?
 
-The bounding-box columns narrow the search in SQL; the exact polygon test
-runs in Python.  District outlines are cached per database for a short
-time, since every report needs them and they change only on import.
+Backed by ``maps.locator.TerritoryIndex`` (lattice arithmetic, exact tests
+only on border cells), built once from the database and kept per database.
+Each process re-checks cheaply every few seconds whether a district was
+imported or replaced since, and rebuilds the index if so; an import in this
+process drops it at once (``forget_territory``).
 """
 
 from __future__ import annotations
@@ -10,68 +12,66 @@ from __future__ import annotations
 import threading
 import time
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, text
 
-from db.models import District, Grid
-from maps.geometry import point_in_geometry
+from maps.locator import TerritoryIndex, load_index
 
-_CACHE_SECONDS = 30.0
-_cache: dict[str, tuple[float, list[tuple[tuple[float, float, float, float], dict]]]] = {}
-_cache_lock = threading.Lock()
-_D = District.__table__
-_G = Grid.__table__
+_RECHECK_SECONDS = 5.0
+_cache: dict[str, tuple[tuple, float, TerritoryIndex]] = {}
+_lock = threading.Lock()
 
 
-def _districts(conn: Connection) -> list[tuple[tuple[float, float, float, float], dict]]:
-    key = str(conn.engine.url)
+def _version(conn: Connection) -> tuple:
+    row = conn.execute(text("SELECT count(*), max(imported_at) FROM district")).one()
+    return (row[0], row[1])
+
+
+def territory(conn: Connection) -> TerritoryIndex:
+    """The territory index of the database ``conn`` is connected to."""
+    key = conn.engine.url.render_as_string(hide_password=False)
     now = time.monotonic()
-    with _cache_lock:
+    with _lock:
         hit = _cache.get(key)
-        if hit and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-    rows = conn.execute(
-        select(_D.c.min_lon, _D.c.min_lat, _D.c.max_lon, _D.c.max_lat, _D.c.geometry)
-    ).all()
-    value = [((r[0], r[1], r[2], r[3]), r[4]) for r in rows]
-    with _cache_lock:
-        _cache[key] = (now, value)
-    return value
+    if hit and now - hit[1] < _RECHECK_SECONDS:
+        return hit[2]
+    version = _version(conn)
+    if hit and hit[0] == version:
+        with _lock:
+            _cache[key] = (version, now, hit[2])
+        return hit[2]
+    index = load_index(conn)
+    with _lock:
+        _cache[key] = (version, now, index)
+    return index
 
 
 def forget_territory() -> None:
-    """Drop cached outlines (after an import)."""
-    with _cache_lock:
+    """Drop cached indexes (after an import in this process)."""
+    with _lock:
         _cache.clear()
 
 
 def in_territory(conn: Connection, lon: float, lat: float) -> bool:
     """True when the point is inside an imported district, or none is imported yet."""
-    districts = _districts(conn)
-    if not districts:
-        return True
-    for (x0, y0, x1, y1), geometry in districts:
-        if x0 <= lon <= x1 and y0 <= lat <= y1 and point_in_geometry(lon, lat, geometry):
-            return True
-    return False
+    index = territory(conn)
+    return not index or index.cell(lon, lat) is not None
 
 
 def grid_at(conn: Connection, lon: float, lat: float) -> int | None:
     """The id of the management grid containing the point, if any."""
-    rows = conn.execute(
-        select(_G.c.id, _G.c.geometry).where(
-            and_(_G.c.min_lon <= lon, _G.c.max_lon >= lon, _G.c.min_lat <= lat, _G.c.max_lat >= lat)
-        )
-    ).all()
-    for gid, geometry in rows:
-        if point_in_geometry(lon, lat, geometry):
-            return gid
-    return None
+    return locate_grids(conn, [(lon, lat)])[0]
 
 
 def locate_grids(conn: Connection, points: list[tuple[float, float]]) -> list[int | None]:
     """Grid ids for many WGS-84 (lon, lat) points, None where no grid contains one.
 
-    This is the bulk entry point the gateway and the simulator use; it will be
-    served by the lattice locator of ``maps/`` without changing its signature.
+    The bulk entry point of the gateway and the simulator.
     """
-    return [grid_at(conn, lon, lat) for lon, lat in points]
+    if not points:
+        return []
+    index = territory(conn)
+    if not index:
+        return [None] * len(points)
+    lons = [p[0] for p in points]
+    lats = [p[1] for p in points]
+    return index.grid_ids(lons, lats)

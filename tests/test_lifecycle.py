@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from importlib import resources
 
 import pytest
 from sqlalchemy import text
@@ -194,32 +192,6 @@ def test_case_numbers_are_unique_and_readable(engine, actors):
         day, seq = number.split("-")
         assert len(day) == 8 and day.isdigit() and len(seq) == 5 and seq.isdigit()
     assert [int(n.split("-")[1]) for n in numbers] == sorted(int(n.split("-")[1]) for n in numbers)
-
-
-def test_outside_the_district_is_refused_when_a_district_exists(engine, actors):
-    data = json.loads(
-        resources.files("resources").joinpath("districts/110101.geojson").read_text("utf-8")
-    )
-    geometry = data["features"][0]["geometry"] if "features" in data else data["geometry"]
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO district (adcode, name, geometry, area_km2, min_lon, min_lat, "
-                "max_lon, max_lat) VALUES ('110101', '东城区', CAST(:g AS jsonb), 41.8, "
-                "116.38, 39.85, 116.45, 39.98)"
-            ),
-            {"g": json.dumps(geometry)},
-        )
-    from db.locate import forget_territory
-
-    forget_territory()
-    inside = report(engine, actors, lon=116.417, lat=39.928)
-    assert inside.status == "reported"
-    before = table_counts(engine)
-    with pytest.raises(BadInput, match="不在辖区内"):
-        report(engine, actors, lon=116.30, lat=39.90)  # 海淀, west of 东城
-    assert table_counts(engine) == before
-    forget_territory()
 
 
 def test_console_escalator_runs_on_its_timer(qtbot, engine, actors):
