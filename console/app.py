@@ -62,7 +62,10 @@ class StatusWindow(QMainWindow):
         from console.bootstrap import open_database
 
         run_in_thread(
-            lambda: open_database(self.settings), self._opened, self._failed, context=self
+            lambda: open_database(self.settings, seed_if_empty=True),
+            self._opened,
+            self._failed,
+            context=self,
         )
 
     def _opened(self, engine: Engine) -> None:

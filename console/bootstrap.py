@@ -16,8 +16,13 @@ from db.reference import ensure_reference
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings, upgrade: bool = True, pool_size: int = 5) -> Engine:
+def open_database(settings: Settings, upgrade: bool = True, pool_size: int = 5,
+                  seed_if_empty: bool = False) -> Engine:
     """An engine on the configured database, migrated to this console's schema.
+
+    With ``seed_if_empty``, an embedded database that has never been used gets
+    the demo district (a first start should show a working hall, not an empty
+    screen); a shared server is never seeded behind its administrators' backs.
 
     Raises ``Unavailable`` when the server cannot be reached and
     ``SchemaError`` when the schema is newer than this console.
@@ -42,6 +47,12 @@ def open_database(settings: Settings, upgrade: bool = True, pool_size: int = 5) 
         ensure_reference(engine)
     else:
         migrate.check_schema(engine)
+    if seed_if_empty and settings.database_url is None:
+        from db.demo_seed import is_empty, seed_demo
+
+        if is_empty(engine):
+            log.info("first start on an empty embedded database: seeding the demo district")
+            seed_demo(engine)
     return engine
 
 

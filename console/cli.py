@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     gl.add_argument("--crs", choices=["wgs84", "gcj02"], default="wgs84")
     gl.add_argument("--json", action="store_true")
 
+    demo = sub.add_parser("demo", help="the demo district")
+    demos = demo.add_subparsers(dest="demo_command", required=True)
+    ds = demos.add_parser("seed", help="build the demo district with a month of history")
+    ds.add_argument("--days", type=int, default=30)
+    ds.add_argument("--per-day", type=int, default=600)
+    ds.add_argument("--json", action="store_true")
+
     gw = sub.add_parser("gateway", help="GPS gateway: OsmAnd protocol over HTTP")
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=int, default=5055)
@@ -428,6 +435,29 @@ def cmd_grid(args) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args) -> int:
+    from db.demo_seed import seed_demo
+
+    if not (1 <= args.days <= 366 and 1 <= args.per_day <= 20_000):
+        raise BadInput(
+            "天数须为 1–366，每日案件数 1–20000。", "Days must be 1–366 and cases per day 1–20,000."
+        )
+    summary = seed_demo(_engine(args), days=args.days, cases_per_day=args.per_day)
+    if args.json:
+        _print_json(summary.as_json())
+        return EXIT_OK
+    s = summary
+    print(
+        f"demo district {s.adcode}: {s.grids} grids, {s.workers} workers, {s.devices} "
+        f"terminals, {s.cameras} cameras; {s.cases} cases ({s.open_cases} open), "
+        f"{s.log_entries} log entries, in {s.seconds:.1f} s"
+    )
+    print("logins (user / role / password):")
+    for name, role, password in s.users:
+        print(f"  {name:<11} {role:<11} {password}")
+    return EXIT_OK
+
+
 def cmd_gateway(args) -> int:
     from console.gateway import serve
 
@@ -441,6 +471,7 @@ COMMANDS = {
     "open": cmd_open,
     "screenshot": cmd_screenshot,
     "gateway": cmd_gateway,
+    "demo": cmd_demo,
     "district": cmd_district,
     "grid": cmd_grid,
     None: cmd_open,

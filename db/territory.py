@@ -28,7 +28,6 @@ from maps.boundary import Boundary, BoundaryError, read_boundary
 from maps.division import Division, divide
 
 _TERRITORY_LOCK = 0x7465_7272  # "terr": one import at a time
-_DIGITS = 7  # ~1 cm
 
 
 @dataclass
@@ -156,7 +155,9 @@ def _delete(conn, adcode: str) -> None:
 
 
 def _geojson(geom) -> str:
-    return json.dumps(mapping(shapely.set_precision(geom, 10**-_DIGITS)), separators=(",", ":"))
+    # Full precision: cell edges must stay bit-identical to the lattice's
+    # arithmetic, or a point a millimetre from an edge lands in two cells.
+    return json.dumps(mapping(geom), separators=(",", ":"))
 
 
 def _ids(conn, table: str, n: int) -> list[int]:
@@ -177,17 +178,29 @@ def _ids(conn, table: str, n: int) -> list[int]:
     return list(rows)
 
 
-def _copy(conn, table: str, columns: list[str], rows) -> None:
+def copy_rows(conn, table: str, columns: list[str], rows, chunk: int = 20_000) -> None:
+    """COPY ``rows`` into ``table`` in chunks, so memory stays flat for big tables."""
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+    raw = conn.connection.driver_connection
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    pending = 0
+
+    def flush() -> None:
+        buf.seek(0)
+        with raw.cursor() as cur:
+            cur.copy_expert(sql, buf)
+        buf.seek(0)
+        buf.truncate()
+
     for row in rows:
         writer.writerow(["\\N" if v is None else v for v in row])
-    buf.seek(0)
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        cur.copy_expert(
-            f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf
-        )
+        pending += 1
+        if pending == chunk:
+            flush()
+            pending = 0
+    if pending:
+        flush()
 
 
 def _write(conn, boundary: Boundary, div: Division) -> None:
@@ -254,21 +267,21 @@ def _write(conn, boundary: Boundary, div: Division) -> None:
         "max_lat",
     ]
     street_ids = _ids(conn, "street", len(div.streets))
-    _copy(
+    copy_rows(
         conn,
         "street",
         ["adcode" if c is None else c for c in base],
         unit_rows(div.streets, street_ids, [], lambda u: []),
     )
     comm_ids = _ids(conn, "community", len(div.communities))
-    _copy(
+    copy_rows(
         conn,
         "community",
         ["street_id" if c is None else c for c in base],
         unit_rows(div.communities, comm_ids, street_ids, lambda u: []),
     )
     grid_ids = _ids(conn, "grid", len(div.grids))
-    _copy(
+    copy_rows(
         conn,
         "grid",
         ["community_id" if c is None else c for c in base] + ["workload"],
@@ -299,7 +312,7 @@ def _write(conn, boundary: Boundary, div: Division) -> None:
                 y1,
             ]
 
-    _copy(
+    copy_rows(
         conn,
         "unit_cell",
         [

@@ -10,6 +10,7 @@ belongs to the cell east of or south of the line.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,24 @@ class DistrictIndex:
                 out[i] = self._neighbour_containing(lons[i], lats[i], int(col[i]), int(row[i]))
         return out
 
+    def locate_one(self, lon: float, lat: float) -> int:
+        """``locate_many`` for one point, in plain arithmetic (no array overhead)."""
+        lat_ = self.lattice
+        col = math.floor((lon - lat_.origin_lon) / lat_.dlon)
+        row = math.floor((lat_.origin_lat - lat) / lat_.dlat)
+        if col == lat_.n_cols:
+            col -= 1
+        if row == lat_.n_rows:
+            row -= 1
+        if not (0 <= col < lat_.n_cols and 0 <= row < lat_.n_rows):
+            return -1
+        pos = int(self.cell_at[row, col])
+        if pos >= 0:
+            geom = self.clipped.get(pos)
+            if geom is not None and not shapely.intersects_xy(geom, lon, lat):
+                return self._neighbour_containing(lon, lat, col, row)
+        return pos
+
     def _neighbour_containing(self, lon: float, lat: float, col: int, row: int) -> int:
         """On a clipped cell's edge a point may belong to the neighbour's shape."""
         for dc, dr in ((-1, 0), (0, -1), (1, 0), (0, 1)):
@@ -74,6 +93,15 @@ class TerritoryIndex:
 
     def grid_ids(self, lons, lats) -> list[int | None]:
         """Grid id per point, None outside every district."""
+        if len(lons) == 1:  # the common single lookup, without numpy's per-call cost
+            lon, lat = float(lons[0]), float(lats[0])
+            for d in self.districts:
+                x0, y0, x1, y1 = d.bounds
+                if x0 <= lon <= x1 and y0 <= lat <= y1:
+                    pos = d.locate_one(lon, lat)
+                    if pos >= 0:
+                        return [int(d.grid_ids[pos])]
+            return [None]
         lons = np.asarray(lons, dtype=float)
         lats = np.asarray(lats, dtype=float)
         result: list[int | None] = [None] * len(lons)
@@ -92,7 +120,7 @@ class TerritoryIndex:
         for d in self.districts:
             x0, y0, x1, y1 = d.bounds
             if x0 <= lon <= x1 and y0 <= lat <= y1:
-                pos = int(d.locate_many([lon], [lat])[0])
+                pos = d.locate_one(lon, lat)
                 if pos >= 0:
                     return d, pos
         return None

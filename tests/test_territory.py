@@ -222,3 +222,15 @@ def test_bad_boundary_files_are_refused_and_write_nothing(engine, tmp_path, name
             text("SELECT (SELECT count(*) FROM district), (SELECT count(*) FROM unit_cell)")
         ).one()
     assert tuple(after) == tuple(before) == (0, 0)
+
+
+def test_single_and_bulk_lookups_agree(engine, dongcheng):
+    with engine.connect() as conn:
+        index = territory(conn)
+    rng = np.random.default_rng(11)
+    x0, y0, x1, y1 = index.districts[0].bounds
+    lons, lats = rng.uniform(x0, x1, 3000), rng.uniform(y0, y1, 3000)
+    bulk = index.grid_ids(lons, lats)
+    one_by_one = [index.grid_ids([a], [b])[0] for a, b in zip(lons, lats, strict=True)]
+    assert bulk == one_by_one
+    assert any(g is None for g in bulk) and any(g is not None for g in bulk)
