@@ -50,6 +50,7 @@ class StatusWindow(QMainWindow):
         self.engine: Engine | None = None
         self.live = None
         self.escalator = None
+        self.simulator = None
         self.loaded = False
         self.view = StatusView(settings.lang)
         self.setCentralWidget(self.view)
@@ -79,6 +80,11 @@ class StatusWindow(QMainWindow):
         self.live.online.connect(self.view.set_online)
         self.live.start()
         self.escalator = Escalator(engine, parent=self).start()
+        if self.settings.database_url is None and self.settings.simulate:
+            # The embedded demo: keep the district alive behind the window.
+            from console.simulator import Simulator
+
+            self.simulator = Simulator(engine).start()
         self.reload()
 
     def reload(self) -> None:
@@ -104,6 +110,9 @@ class StatusWindow(QMainWindow):
         self._refresh.start()
 
     def shutdown(self) -> None:
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
         if self.escalator is not None:
             self.escalator.timer.stop()
         if self.live is not None:
@@ -126,6 +135,7 @@ def run_window(settings: Settings) -> int:
 def screenshot(settings: Settings, out: str, view: str, size: tuple[int, int]) -> int:
     """Render ``view`` offscreen at ``size`` into the PNG ``out``."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    settings.simulate = False  # a picture of the state as it is
     app = make_app()
     window = StatusWindow(settings)
     window.resize(*size)

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=["zh", "en"], help="language of messages and the window")
     sub = p.add_subparsers(dest="command")
 
-    sub.add_parser("open", help="open the console window (the default)")
+    op = sub.add_parser("open", help="open the console window (the default)")
+    op.add_argument("--no-simulate", action="store_true",
+                    help="on the embedded demo, do not run the simulator behind the window")
 
     dbp = sub.add_parser("db", help="database operations")
     dbs = dbp.add_subparsers(dest="db_command", required=True)
@@ -140,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--days", type=int, default=30)
     ds.add_argument("--per-day", type=int, default=600)
     ds.add_argument("--json", action="store_true")
+
+    sim = sub.add_parser("simulate", help="keep the demo district alive (patrols, cases)")
+    sim.add_argument("--speed", type=float, default=1.0, help="how much faster life runs")
+    sim.add_argument("--gateway", help="send positions to this gateway URL (OsmAnd protocol)")
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.add_argument("--no-operators", action="store_true",
+                     help="leave accepting, filing and dispatching to people at consoles")
+    sim.add_argument("--cases-per-day", type=float, default=600.0)
 
     gw = sub.add_parser("gateway", help="GPS gateway: OsmAnd protocol over HTTP")
     gw.add_argument("--host", default="127.0.0.1")
@@ -361,7 +371,9 @@ def cmd_case(args) -> int:
 def cmd_open(args) -> int:
     from console.app import run_window
 
-    return run_window(_settings(args))
+    settings = _settings(args)
+    settings.simulate = not getattr(args, "no_simulate", False)
+    return run_window(settings)
 
 
 def cmd_screenshot(args) -> int:
@@ -458,6 +470,28 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def cmd_simulate(args) -> int:
+    from console.simulator import Simulator
+
+    if not (0 < args.speed <= 10_000):
+        raise BadInput("速度倍数须在 0–10000 之间。", "The speed must be between 0 and 10000.")
+    engine = _engine(args)
+    sim = Simulator(engine, args.speed, args.gateway, not args.no_operators,
+                    args.cases_per_day).load()
+    if not sim.walkers:
+        raise BadInput("没有带终端的网格员，请先运行 demo seed。",
+                       "No workers with terminals: run 'demo seed' first.")
+    print(f"simulating {len(sim.walkers)} workers at {args.speed:g}× "
+          f"({'via ' + args.gateway if args.gateway else 'direct ingest'}); Ctrl-C to stop")
+    try:
+        stats = sim.run(args.duration)
+    except KeyboardInterrupt:
+        stats = sim.stats
+    print(f"positions {stats.positions}, reports {stats.reports}, case steps {stats.actions}, "
+          f"conflicts {stats.conflicts}, problems {len(stats.errors)}")
+    return EXIT_OK
+
+
 def cmd_gateway(args) -> int:
     from console.gateway import serve
 
@@ -472,6 +506,7 @@ COMMANDS = {
     "screenshot": cmd_screenshot,
     "gateway": cmd_gateway,
     "demo": cmd_demo,
+    "simulate": cmd_simulate,
     "district": cmd_district,
     "grid": cmd_grid,
     None: cmd_open,

@@ -40,6 +40,7 @@ class Settings:
     database_url: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     lang: str = "zh"
+    simulate: bool = True  # run the simulator behind the window on the embedded demo
 
     @classmethod
     def from_env(

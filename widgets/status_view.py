@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from console.config import hall_timezone
 from console.workflow import STATUS_LABELS, action_label, label
 
 TEXT = {
@@ -133,7 +134,7 @@ class StatusView(QWidget):
     def add_entries(self, entries: list) -> None:
         """Prepend new log entries (newest first), keeping the list short."""
         for e in entries:
-            when = e.at.astimezone().strftime("%H:%M:%S")
+            when = e.at.astimezone(hall_timezone()).strftime("%H:%M:%S")
             text = (
                 f"{when}  #{e.seq}  {e.case_number}  {e.actor_name}  "
                 f"{action_label(e.action, self.lang)} → "
