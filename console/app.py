@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from importlib import resources
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication, QMainWindow
 from sqlalchemy import Engine
 
-from console.config import Settings
+from console.config import Settings, workstation_name
 from console.escalator import Escalator
 from console.tasks import run_in_thread
 from db.errors import GridError
@@ -120,39 +121,137 @@ class StatusWindow(QMainWindow):
             self.live = None
 
 
+class ConsoleController(QObject):
+    """Open the database, log in, run the main window; back to login on logout.
+
+    The database is opened (and the embedded demo seeded on first start) on
+    a worker thread while a status window says what is happening, so the
+    screen is never frozen.
+    """
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.status = StatusWindow(settings)
+        self.status.resize(900, 600)
+        self.window = None
+        self.simulator = None
+        self.login = None
+
+    def start(self) -> None:
+        from console.bootstrap import open_database
+
+        self.status.show()
+        run_in_thread(
+            lambda: open_database(self.settings, seed_if_empty=True),
+            self._opened,
+            self.status._failed,
+            context=self,
+        )
+
+    def _opened(self, engine: Engine) -> None:
+        self.engine = engine
+        self.status.hide()
+        if self.settings.database_url is None and self.settings.simulate:
+            from console.simulator import Simulator
+
+            self.simulator = Simulator(engine).start()
+        self.show_login()
+
+    def show_login(self) -> None:
+        from db.users import authenticate
+        from widgets.login_dialog import LoginDialog
+
+        engine = self.engine
+        station = workstation_name()
+        self.login = LoginDialog(
+            lambda n, p: authenticate(engine, n, p, station), self.settings.lang
+        )
+        self.login.logged_in.connect(self._logged_in)
+        self.login.rejected.connect(QApplication.instance().quit)
+        self.login.show()
+
+    def _logged_in(self, actor) -> None:
+        from console.main_window import MainWindow
+
+        self.window = MainWindow(self.engine, actor, self.settings)
+        self.window.logout_requested.connect(self._logged_out)
+        self.window.resize(1600, 950)
+        self.window.show()
+
+    def _logged_out(self) -> None:
+        window, self.window = self.window, None
+        if window is not None:
+            window.hide()
+            window.deleteLater()
+        self.show_login()
+
+    def shutdown(self) -> None:
+        if self.window is not None:
+            self.window.shutdown()
+        if self.simulator is not None:
+            self.simulator.stop()
+        self.status.shutdown()
+
+
 def run_window(settings: Settings) -> int:
+    from console.i18n import install
+
     app = make_app()
-    window = StatusWindow(settings)
-    window.resize(1100, 760)
-    window.show()
-    window.open()
+    install(settings.lang)
+    controller = ConsoleController(settings)
+    controller.start()
     code = app.exec()
-    window.shutdown()
-    window.deleteLater()
+    controller.shutdown()
     return code
 
 
-def screenshot(settings: Settings, out: str, view: str, size: tuple[int, int]) -> int:
-    """Render ``view`` offscreen at ``size`` into the PNG ``out``."""
+def _wait(app, done, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+    for _ in range(10):
+        app.processEvents()
+
+
+def screenshot(
+    settings: Settings, out: str, view: str, size: tuple[int, int], user: str | None = None
+) -> int:
+    """Render ``view`` ('console' or 'status') offscreen at ``size`` into the PNG ``out``.
+
+    The console view logs ``user`` in without a password (this renders the
+    local database for review; it acts as nobody) and opens the first case.
+    """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from console.i18n import install
+
     settings.simulate = False  # a picture of the state as it is
     app = make_app()
-    window = StatusWindow(settings)
-    window.resize(*size)
-    window.show()
-    window.open()
-    deadline = 60_000
-    waited = 0
-    while not window.loaded and waited < deadline:
-        app.processEvents()
-        QTimer.singleShot(20, lambda: None)
-        app.processEvents()
-        import time
+    install(settings.lang)
+    if view == "status":
+        window = StatusWindow(settings)
+        window.resize(*size)
+        window.show()
+        window.open()
+        _wait(app, lambda: window.loaded, 60)
+    else:
+        from console.bootstrap import open_database
+        from console.main_window import MainWindow
+        from db.users import get_actor
 
-        time.sleep(0.02)
-        waited += 20
-    for _ in range(20):
-        app.processEvents()
+        engine = open_database(settings, seed_if_empty=True)
+        actor = get_actor(engine, user or "dispatcher", workstation_name())
+        window = MainWindow(engine, actor, settings)
+        window.resize(*size)
+        window.show()
+        _wait(app, lambda: window.store.is_loaded and window.live.feed.online, 30)
+        _wait(app, lambda: window.queue.proxy.rowCount() > 0, 10)
+        if window.queue.proxy.rowCount() > 0:
+            # The top of the queue, as an operator would click it.
+            window.queue.table.setCurrentIndex(window.queue.proxy.index(0, 0))
+            _wait(app, lambda: window.current is not None, 15)
     ok = window.grab().save(out)
     window.shutdown()
     window.close()

@@ -16,8 +16,9 @@ from db.reference import ensure_reference
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings, upgrade: bool = True, pool_size: int = 5,
-                  seed_if_empty: bool = False) -> Engine:
+def open_database(
+    settings: Settings, upgrade: bool = True, pool_size: int = 5, seed_if_empty: bool = False
+) -> Engine:
     """An engine on the configured database, migrated to this console's schema.
 
     With ``seed_if_empty``, an embedded database that has never been used gets

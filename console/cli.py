@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     op = sub.add_parser("open", help="open the console window (the default)")
-    op.add_argument("--no-simulate", action="store_true",
-                    help="on the embedded demo, do not run the simulator behind the window")
+    op.add_argument(
+        "--no-simulate",
+        action="store_true",
+        help="on the embedded demo, do not run the simulator behind the window",
+    )
 
     dbp = sub.add_parser("db", help="database operations")
     dbs = dbp.add_subparsers(dest="db_command", required=True)
@@ -147,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=1.0, help="how much faster life runs")
     sim.add_argument("--gateway", help="send positions to this gateway URL (OsmAnd protocol)")
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
-    sim.add_argument("--no-operators", action="store_true",
-                     help="leave accepting, filing and dispatching to people at consoles")
+    sim.add_argument(
+        "--no-operators",
+        action="store_true",
+        help="leave accepting, filing and dispatching to people at consoles",
+    )
     sim.add_argument("--cases-per-day", type=float, default=600.0)
 
     gw = sub.add_parser("gateway", help="GPS gateway: OsmAnd protocol over HTTP")
@@ -163,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
     sc.add_argument("out")
-    sc.add_argument("--view", default="status", choices=["status"])
+    sc.add_argument("--view", default="console", choices=["console", "status"])
+    sc.add_argument("--user", help="console view: whose console (default dispatcher)")
     sc.add_argument("--size", default="1280x800")
     return p
 
@@ -386,7 +393,7 @@ def cmd_screenshot(args) -> int:
             "尺寸格式应为 宽x高，例如 1920x1080。",
             "The size is WIDTHxHEIGHT, for example 1920x1080.",
         ) from None
-    return screenshot(_settings(args), args.out, args.view, (w, h))
+    return screenshot(_settings(args), args.out, args.view, (w, h), args.user)
 
 
 def cmd_district(args) -> int:
@@ -476,19 +483,26 @@ def cmd_simulate(args) -> int:
     if not (0 < args.speed <= 10_000):
         raise BadInput("速度倍数须在 0–10000 之间。", "The speed must be between 0 and 10000.")
     engine = _engine(args)
-    sim = Simulator(engine, args.speed, args.gateway, not args.no_operators,
-                    args.cases_per_day).load()
+    sim = Simulator(
+        engine, args.speed, args.gateway, not args.no_operators, args.cases_per_day
+    ).load()
     if not sim.walkers:
-        raise BadInput("没有带终端的网格员，请先运行 demo seed。",
-                       "No workers with terminals: run 'demo seed' first.")
-    print(f"simulating {len(sim.walkers)} workers at {args.speed:g}× "
-          f"({'via ' + args.gateway if args.gateway else 'direct ingest'}); Ctrl-C to stop")
+        raise BadInput(
+            "没有带终端的网格员，请先运行 demo seed。",
+            "No workers with terminals: run 'demo seed' first.",
+        )
+    print(
+        f"simulating {len(sim.walkers)} workers at {args.speed:g}× "
+        f"({'via ' + args.gateway if args.gateway else 'direct ingest'}); Ctrl-C to stop"
+    )
     try:
         stats = sim.run(args.duration)
     except KeyboardInterrupt:
         stats = sim.stats
-    print(f"positions {stats.positions}, reports {stats.reports}, case steps {stats.actions}, "
-          f"conflicts {stats.conflicts}, problems {len(stats.errors)}")
+    print(
+        f"positions {stats.positions}, reports {stats.reports}, case steps {stats.actions}, "
+        f"conflicts {stats.conflicts}, problems {len(stats.errors)}"
+    )
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ class LiveFeed(QObject):
 
     entries = Signal(list)
     online = Signal(bool)
+    notified = Signal(str, str)  # channel, payload: presence, territory, …
 
     def __init__(
         self,
@@ -24,11 +25,18 @@ class LiveFeed(QObject):
         start_seq: int | None = None,
         heartbeat: float = 2.0,
         parent: QObject | None = None,
+        channels: tuple[str, ...] = ("grid_presence", "grid_territory"),
     ):
         super().__init__(parent)
         seq = current_seq(engine) if start_seq is None else start_seq
         self.feed = ChangeFeed(
-            dsn_of(engine), self.entries.emit, self.online.emit, start_seq=seq, heartbeat=heartbeat
+            dsn_of(engine),
+            self.entries.emit,
+            self.online.emit,
+            start_seq=seq,
+            heartbeat=heartbeat,
+            channels=channels,
+            on_notify=self.notified.emit,
         )
 
     def start(self) -> LiveFeed:

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from db.case_actions import perform
+from db.demo_seed import STREETS
 from db.errors import GridError
 from db.users import Actor, get_actor
 
@@ -42,7 +43,10 @@ M_PER_DEG = 111_195.0
 
 # Mean delay (seconds at speed 1) before each role acts on a case in a status.
 DELAYS = {
-    "reported": 600, "accepted": 900, "filed": 1200, "dispatched": 2400,
+    "reported": 600,
+    "accepted": 900,
+    "filed": 1200,
+    "dispatched": 2400,
     "awaiting_verification": 5400,
 }
 SEVERITY_FACTOR = {"normal": 1.0, "urgent": 0.25, "emergency": 0.1}
@@ -103,9 +107,16 @@ class SimStats:
 class Simulator:
     """Runs the district; ``run`` blocks, ``start`` runs it on a daemon thread."""
 
-    def __init__(self, engine: Engine, speed: float = 1.0, gateway: str | None = None,
-                 operators: bool = True, cases_per_day: float = 600.0, seed: int | None = None,
-                 tick_s: float = 0.5):
+    def __init__(
+        self,
+        engine: Engine,
+        speed: float = 1.0,
+        gateway: str | None = None,
+        operators: bool = True,
+        cases_per_day: float = 600.0,
+        seed: int | None = None,
+        tick_s: float = 0.5,
+    ):
         if not (0 < speed <= 10_000):
             raise ValueError("speed must be > 0 and at most 10000")
         self.engine = engine
@@ -128,21 +139,33 @@ class Simulator:
 
     def load(self) -> Simulator:
         with self.engine.connect() as conn:
-            rows = conn.execute(text(
-                "SELECT d.identifier, w.id, w.name, w.grid_id FROM device d "
-                "JOIN worker w ON w.id = d.worker_id WHERE w.grid_id IS NOT NULL AND w.active "
-                "ORDER BY d.identifier")).all()
+            rows = conn.execute(
+                text(
+                    "SELECT d.identifier, w.id, w.name, w.grid_id FROM device d "
+                    "JOIN worker w ON w.id = d.worker_id WHERE w.grid_id IS NOT NULL AND w.active "
+                    "ORDER BY d.identifier"
+                )
+            ).all()
             cells: dict[int, list[tuple[float, float]]] = {}
-            for gid, lon, lat in conn.execute(text(
+            for gid, lon, lat in conn.execute(
+                text(
                     "SELECT grid_id, (min_lon + max_lon) / 2, (min_lat + max_lat) / 2 "
-                    "FROM unit_cell WHERE NOT clipped")):
+                    "FROM unit_cell WHERE NOT clipped"
+                )
+            ):
                 cells.setdefault(gid, []).append((lon, lat))
-            self._categories = conn.execute(text(
-                "SELECT c.code, c.kind, c.name FROM category c WHERE c.parent_id IS NOT NULL "
-                "ORDER BY c.code")).all()
-            dept_users = conn.execute(text(
-                "SELECT DISTINCT ON (department_id) department_id, name FROM app_user "
-                "WHERE role = 'department' AND active ORDER BY department_id, id")).all()
+            self._categories = conn.execute(
+                text(
+                    "SELECT c.code, c.kind, c.name FROM category c WHERE c.parent_id IS NOT NULL "
+                    "ORDER BY c.code"
+                )
+            ).all()
+            dept_users = conn.execute(
+                text(
+                    "SELECT DISTINCT ON (department_id) department_id, name FROM app_user "
+                    "WHERE role = 'department' AND active ORDER BY department_id, id"
+                )
+            ).all()
         rng = self.rng
         for device, wid, name, gid in rows:
             mine = cells.get(gid)
@@ -150,13 +173,27 @@ class Simulator:
                 continue
             lon, lat = rng.choice(mine)
             cycling = rng.random() < 0.3
-            self.walkers.append(Walker(
-                device, wid, name, gid, mine, lon, lat,
-                rng.uniform(3.5, 4.5) if cycling else rng.uniform(1.1, 1.5),
-                rng.uniform(40, 100), next_report_s=rng.uniform(0, REPORT_EVERY_S)))
+            self.walkers.append(
+                Walker(
+                    device,
+                    wid,
+                    name,
+                    gid,
+                    mine,
+                    lon,
+                    lat,
+                    rng.uniform(3.5, 4.5) if cycling else rng.uniform(1.1, 1.5),
+                    rng.uniform(40, 100),
+                    next_report_s=rng.uniform(0, REPORT_EVERY_S),
+                )
+            )
         self._actors = {"dept": {}}
-        for role, user in (("terminal", "terminal"), ("intake", "intake"),
-                           ("dispatcher", "dispatcher"), ("verifier", "verifier")):
+        for role, user in (
+            ("terminal", "terminal"),
+            ("intake", "intake"),
+            ("dispatcher", "dispatcher"),
+            ("verifier", "verifier"),
+        ):
             try:
                 self._actors[role] = get_actor(self.engine, user, "simulator")
             except GridError:
@@ -236,12 +273,22 @@ class Simulator:
             else:
                 from db.positions import PositionReport, store_positions
 
-                store_positions(self.engine, [
-                    PositionReport(w.device, now, w.lon, w.lat,
-                                   speed_kmh=0.0 if w.pause_s > 0 else w.speed_ms * 3.6,
-                                   course=round(w.course, 1), accuracy=5.0,
-                                   battery=round(w.battery, 1))
-                    for w in walkers])
+                store_positions(
+                    self.engine,
+                    [
+                        PositionReport(
+                            w.device,
+                            now,
+                            w.lon,
+                            w.lat,
+                            speed_kmh=0.0 if w.pause_s > 0 else w.speed_ms * 3.6,
+                            course=round(w.course, 1),
+                            accuracy=5.0,
+                            battery=round(w.battery, 1),
+                        )
+                        for w in walkers
+                    ],
+                )
             self.stats.positions += len(walkers)
         except (GridError, OSError, http.client.HTTPException) as exc:
             self._note(f"positions not sent: {exc}")
@@ -252,10 +299,18 @@ class Simulator:
         if self._http is None:
             self._http = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=5)
         knots = 0.0 if w.pause_s > 0 else w.speed_ms * KNOTS_PER_MS
-        query = urllib.parse.urlencode({
-            "id": w.device, "lat": f"{w.lat:.7f}", "lon": f"{w.lon:.7f}",
-            "timestamp": int(now.timestamp()), "speed": f"{knots:.2f}",
-            "bearing": f"{w.course:.1f}", "accuracy": "5", "batt": f"{w.battery:.0f}"})
+        query = urllib.parse.urlencode(
+            {
+                "id": w.device,
+                "lat": f"{w.lat:.7f}",
+                "lon": f"{w.lon:.7f}",
+                "timestamp": int(now.timestamp()),
+                "speed": f"{knots:.2f}",
+                "bearing": f"{w.course:.1f}",
+                "accuracy": "5",
+                "batt": f"{w.battery:.0f}",
+            }
+        )
         try:
             self._http.request("GET", f"{url.path or '/'}?{query}")
             response = self._http.getresponse()
@@ -277,9 +332,19 @@ class Simulator:
         code, _kind, name = self.rng.choice(self._categories)
         detail = self.rng.choice(["影响通行", "影响市容", "存在安全隐患", "群众反映"])
         try:
-            perform(self.engine, actor, "report", category=code, lon=w.lon, lat=w.lat,
-                    source="patrol", description=f"巡查发现{name}，{detail}",
-                    reporter=w.name, onsite=self.rng.random() < ONSITE_SHARE)
+            perform(
+                self.engine,
+                actor,
+                "report",
+                category=code,
+                lon=w.lon,
+                lat=w.lat,
+                address=f"{self.rng.choice(STREETS)}{self.rng.randint(1, 199)}号附近",
+                source="patrol",
+                description=f"巡查发现{name}，{detail}",
+                reporter=w.name,
+                onsite=self.rng.random() < ONSITE_SHARE,
+            )
             self.stats.reports += 1
         except GridError as exc:
             self._note(f"report refused: {exc.message('en')}")
@@ -290,15 +355,18 @@ class Simulator:
         if self.operators:
             statuses += ["reported", "accepted", "filed"]
         with self.engine.connect() as conn:
-            rows = conn.execute(text(
-                'SELECT c.number, c.version, c.status, c.severity, c.department_id, '
-                "extract(epoch FROM now() - c.updated_at) AS idle, t.handle_h, "
-                "cat.default_department_id FROM \"case\" c "
-                "JOIN category cat ON cat.id = c.category_id "
-                "LEFT JOIN time_limit t ON t.category_id = c.category_id "
-                "AND t.severity = c.severity "
-                "WHERE c.status = ANY(:s) ORDER BY c.updated_at LIMIT 500"),
-                {"s": statuses}).all()
+            rows = conn.execute(
+                text(
+                    "SELECT c.number, c.version, c.status, c.severity, c.department_id, "
+                    "extract(epoch FROM now() - c.updated_at) AS idle, t.handle_h, "
+                    'cat.default_department_id FROM "case" c '
+                    "JOIN category cat ON cat.id = c.category_id "
+                    "LEFT JOIN time_limit t ON t.category_id = c.category_id "
+                    "AND t.severity = c.severity "
+                    "WHERE c.status = ANY(:s) ORDER BY c.updated_at LIMIT 500"
+                ),
+                {"s": statuses},
+            ).all()
         for row in rows:
             if self._stop.is_set():
                 return
@@ -308,8 +376,9 @@ class Simulator:
 
     def _delay(self, row) -> float:
         """This case's own delay in its status: reproducible, exponentially spread."""
-        digest = hashlib.blake2b(f"{row.number}/{row.status}/{row.version}".encode(),
-                                 digest_size=8).digest()
+        digest = hashlib.blake2b(
+            f"{row.number}/{row.status}/{row.version}".encode(), digest_size=8
+        ).digest()
         u = (int.from_bytes(digest, "big") + 1) / 2**64
         if row.status == "in_progress":
             # Handling takes about half the limit, sometimes far longer: a few go overdue.
@@ -331,12 +400,18 @@ class Simulator:
         elif row.status == "dispatched":
             step = (a["dept"].get(row.department_id), "acknowledge", {})
         elif row.status == "in_progress":
-            step = (a["dept"].get(row.department_id), "feedback",
-                    {"evidence": "已处置完毕，附现场照片"})
+            step = (
+                a["dept"].get(row.department_id),
+                "feedback",
+                {"evidence": "已处置完毕，附现场照片"},
+            )
         else:
             fail = self.rng.random() < REWORK_SHARE
-            step = (a.get("verifier"), "verify_fail" if fail else "verify_pass",
-                    {"reason": "现场复查仍未整改到位"} if fail else {})
+            step = (
+                a.get("verifier"),
+                "verify_fail" if fail else "verify_pass",
+                {"reason": "现场复查仍未整改到位"} if fail else {},
+            )
         actor, action, params = step
         if actor is None:
             return

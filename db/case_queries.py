@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
+from console.workflow import OPEN_STATUSES
 from db.errors import NotFound
 from db.models import (
     Attachment,
@@ -14,8 +17,10 @@ from db.models import (
     CaseAssignment,
     CaseLog,
     Category,
+    Community,
     Department,
     Grid,
+    Street,
 )
 
 C = Case.__table__
@@ -181,3 +186,128 @@ def log_since(engine: Engine, seq: int, limit: int = 10_000) -> list[dict]:
             .limit(limit)
         ).all()
     return [dict(r._mapping) for r in rows]
+
+
+# --- the operator console's case queue (console/case_store.py) ----------------
+
+_PARENT = CAT.alias("parent_category")
+_COMMUNITY = Community.__table__
+_STREET = Street.__table__
+_QUEUE_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+
+
+def _queue_select():
+    """Every field a queue row shows or filters on, in one statement.
+
+    The joins are all many-to-one, so the statement returns exactly one row per
+    case and the console never needs a second round trip to fill a row.
+    """
+    return select(
+        C.c.id,
+        C.c.number,
+        C.c.status,
+        CAT.c.code.label("category_code"),
+        CAT.c.name.label("category_name"),
+        CAT.c.name_en.label("category_name_en"),
+        func.coalesce(_PARENT.c.code, CAT.c.code).label("category_class"),
+        CAT.c.kind,
+        C.c.severity,
+        C.c.source,
+        _STREET.c.code.label("street_code"),
+        _STREET.c.name.label("street_name"),
+        G.c.code.label("grid_code"),
+        G.c.name.label("grid_name"),
+        D.c.code.label("department_code"),
+        D.c.name.label("department_name"),
+        D.c.name_en.label("department_name_en"),
+        C.c.escalation,
+        C.c.reported_at,
+        C.c.stage_started_at,
+        C.c.stage_due_at,
+        C.c.extension_pending_h.is_not(None).label("extension_pending"),
+        C.c.version,
+        C.c.description,
+        C.c.address,
+        C.c.lon,
+        C.c.lat,
+        C.c.onsite,
+        C.c.updated_at,
+    ).select_from(
+        C.join(CAT, CAT.c.id == C.c.category_id)
+        .outerjoin(_PARENT, _PARENT.c.id == CAT.c.parent_id)
+        .outerjoin(G, G.c.id == C.c.grid_id)
+        .outerjoin(_COMMUNITY, _COMMUNITY.c.id == G.c.community_id)
+        .outerjoin(_STREET, _STREET.c.id == _COMMUNITY.c.street_id)
+        .outerjoin(D, D.c.id == C.c.department_id)
+    )
+
+
+def _queue_statement(ids, open_only: bool, limit: int | None):
+    stmt = _queue_select()
+    if ids is not None:
+        stmt = stmt.where(C.c.id == any_(_QUEUE_IDS))
+    if open_only:
+        stmt = stmt.where(C.c.status.in_(sorted(OPEN_STATUSES)))
+    stmt = stmt.order_by(C.c.id)
+    if limit is not None:
+        stmt = stmt.limit(max(0, int(limit)))
+    return stmt
+
+
+def queue_rows(
+    engine: Engine,
+    ids: Iterable[int] | None = None,
+    open_only: bool = True,
+    limit: int | None = None,
+) -> list[dict]:
+    """Queue rows (one dict per case, ordered by id), for the given ids or all.
+
+    ``ids`` is how the console refreshes the cases a burst of log entries
+    touched; with ``open_only`` a case that has left the queue (closed,
+    archived, rejected, merged) is simply absent from the answer, which is
+    what tells the console to drop it.
+    """
+    params = {}
+    if ids is not None:
+        params["ids"] = [int(i) for i in ids]
+        if not params["ids"]:
+            return []
+    with engine.connect() as conn:
+        result = conn.execute(_queue_statement(ids, open_only, limit), params)
+        return [dict(r._mapping) for r in result]
+
+
+def queue_snapshot(engine: Engine) -> tuple[list[dict], int]:
+    """All open queue rows and the newest case-log sequence, from one snapshot.
+
+    Both reads run in one REPEATABLE READ transaction, so every log entry up
+    to the returned sequence is reflected in the rows and every later one is
+    not: a console that follows the change feed from that sequence misses
+    nothing and re-applies nothing.
+    """
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+        with conn.begin():
+            seq = conn.execute(select(func.coalesce(func.max(L.c.seq), 0))).scalar_one()
+            rows = [dict(r._mapping) for r in conn.execute(_queue_statement(None, True, None))]
+    return rows, int(seq)
+
+
+def queue_choices(engine: Engine) -> dict[str, list[dict]]:
+    """What the queue's filter bar offers: category classes, streets, departments."""
+    with engine.connect() as conn:
+        classes = conn.execute(
+            select(CAT.c.code, CAT.c.name, CAT.c.name_en, CAT.c.kind)
+            .where(CAT.c.parent_id.is_(None))
+            .order_by(CAT.c.code)
+        ).all()
+        streets = conn.execute(
+            select(_STREET.c.code, _STREET.c.name).order_by(_STREET.c.code)
+        ).all()
+        departments = conn.execute(
+            select(D.c.code, D.c.name, D.c.name_en).where(D.c.active.is_(True)).order_by(D.c.code)
+        ).all()
+    return {
+        "classes": [dict(r._mapping) for r in classes],
+        "streets": [dict(r._mapping) for r in streets],
+        "departments": [dict(r._mapping) for r in departments],
+    }

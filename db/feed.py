@@ -81,6 +81,8 @@ class ChangeFeed:
         start_seq: int = 0,
         heartbeat: float = 2.0,
         max_backoff: float = 5.0,
+        channels: tuple[str, ...] = (),
+        on_notify: Callable[[str, str], None] | None = None,
     ):
         self.dsn = dsn
         self.on_entries = on_entries
@@ -88,6 +90,10 @@ class ChangeFeed:
         self.last_seq = start_seq
         self.heartbeat = heartbeat
         self.max_backoff = max_backoff
+        # Other channels (presence, positions, territory) are passed through as
+        # (channel, payload); only the case log is read back for ordering.
+        self.channels = tuple(c for c in channels if c != CHANNEL)
+        self.on_notify = on_notify or (lambda channel, payload: None)
         self.online = False
         self.reconnects = 0
         self._stop = threading.Event()
@@ -102,7 +108,8 @@ class ChangeFeed:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # never started: nothing to join
+            self._thread.join(timeout)
         self._close()
 
     @property
@@ -137,7 +144,8 @@ class ChangeFeed:
         conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="grid-feed")
         conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         with conn.cursor() as cur:
-            cur.execute(f"LISTEN {CHANNEL}")
+            for channel in (CHANNEL, *self.channels):
+                cur.execute(f"LISTEN {channel}")
         self._conn = conn
 
     def _listen(self) -> None:
@@ -147,7 +155,10 @@ class ChangeFeed:
             ready, _, _ = _select.select([conn], [], [], self.heartbeat)
             conn.poll()
             if conn.notifies:
+                others = [(n.channel, n.payload) for n in conn.notifies if n.channel != CHANNEL]
                 conn.notifies.clear()
+                for channel, payload in others:
+                    self.on_notify(channel, payload)
             # Either a notification arrived or the heartbeat is due: read the log.
             # On a dead connection this raises, and _run reconnects.
             self._catch_up()

@@ -443,3 +443,53 @@ __all__ = [
     "UnitCell",
     "Worker",
 ]
+
+
+# --- gateway (revision 0003) -------------------------------------------------
+
+
+class WorkerEvent(Base):
+    """A field-force event the gateway derived from positions: left or returned
+    to the own grid, went offline or came back.  ``id`` orders the events, so
+    a console catches up with ``id > last_seen`` after a notification."""
+
+    __tablename__ = "worker_event"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(TS)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    __table_args__ = (
+        CheckConstraint("kind IN ('left_grid','returned_to_grid','offline','online')", name="kind"),
+        Index("ix_worker_event_device_at", "device_id", "at"),
+        Index("ix_worker_event_worker_at", "worker_id", "at"),
+    )
+
+
+class SavedFilter(Base):
+    """A named case-queue filter of one user (revision 0004)."""
+
+    __tablename__ = "saved_filter"
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(60))
+    criteria: Mapped[dict] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (PrimaryKeyConstraint("user_id", "name"),)
+
+
+class Presence(Base):
+    """Which case a user has on screen at a workstation (revision 0004)."""
+
+    __tablename__ = "presence"
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    workstation: Mapped[str] = mapped_column(String(100))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"))
+    seen_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "workstation"),
+        Index("ix_presence_case", "case_id"),
+    )

@@ -11,6 +11,9 @@ that keeps communities within 1.30 and grids within 1.15 of each other before
 the granularity of whole cells; a final pass trades single boundary cells
 between neighbouring siblings to even out what straight cuts leave.
 
+Generated names are short and unique ("第5街道", "5-9社区", "5-9-2网格"),
+flagged as generated so an administrator can replace them with real ones.
+
 Codes follow CJ/T 213: a unit cell is adcode (6) + street (3) + community
 (3) + sequence (3), numbered west→east, north→south inside its community.
 Streets, communities and grids are numbered north→south, west→east by their
@@ -162,7 +165,7 @@ def divide(
         comm_parts = rebalance(cells, partition(cells, sc, comm_target[st], w), comm_target[st], w)
         for ci, (cc, ct) in enumerate(_ordered(cells, comm_parts)):
             community = Unit(
-                f"{street.code}{ci + 1:03d}", f"{street.name}第{ci + 1}社区", cc, parent=si
+                f"{street.code}{ci + 1:03d}", f"{si + 1}-{ci + 1}社区", cc, parent=si
             )
             div.communities.append(community)
             n_grids = sizes[ct]
@@ -172,7 +175,7 @@ def divide(
                 div.grids.append(
                     Unit(
                         f"{community.code}{gi + 1:03d}",
-                        f"{community.name}第{gi + 1}网格",
+                        f"{si + 1}-{ci + 1}-{gi + 1}网格",
                         gc,
                         parent=len(div.communities) - 1,
                     )
