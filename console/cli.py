@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="register reports from unknown devices as unassigned",
     )
     gw.add_argument("--queue-dir", help="local write-ahead queue (default: data dir/gateway)")
+    gw.add_argument("--retention-days", type=int,
+                    help="days of positions kept (default 90, or GRID_GATEWAY_RETENTION_DAYS)")
+    gw.add_argument("--offline-minutes", type=float,
+                    help="silence before a terminal counts as offline (default 10)")
+    gw.add_argument("--max-backlog", type=int,
+                    help="reports waiting for the database before answering 503 (default 20000)")
 
     sc = sub.add_parser("screenshot", help="render a view offscreen to a PNG")
     sc.add_argument("out")

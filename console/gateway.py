@@ -93,9 +93,13 @@ class GatewayConfig:
             host=getattr(args, "host", "127.0.0.1"),
             port=getattr(args, "port", 5055),
             register_unknown=bool(getattr(args, "register_unknown", False)),
-            retention_days=int(env.get("GRID_GATEWAY_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)),
-            offline_minutes=float(env.get("GRID_GATEWAY_OFFLINE_MINUTES", DEFAULT_OFFLINE_MINUTES)),
-            max_backlog=int(env.get("GRID_GATEWAY_MAX_BACKLOG", 20_000)),
+            retention_days=int(getattr(args, "retention_days", None)
+                               or env.get("GRID_GATEWAY_RETENTION_DAYS", DEFAULT_RETENTION_DAYS)),
+            offline_minutes=float(getattr(args, "offline_minutes", None)
+                                  or env.get("GRID_GATEWAY_OFFLINE_MINUTES",
+                                             DEFAULT_OFFLINE_MINUTES)),
+            max_backlog=int(getattr(args, "max_backlog", None)
+                            or env.get("GRID_GATEWAY_MAX_BACKLOG", 20_000)),
             writer_process=True,
         )
 

@@ -437,11 +437,14 @@ __all__ = [
     "District",
     "Grid",
     "LatestPosition",
+    "Presence",
+    "SavedFilter",
     "SavedLayout",
     "Street",
     "TimeLimit",
     "UnitCell",
     "Worker",
+    "WorkerEvent",
 ]
 
 

@@ -65,3 +65,21 @@ def test_problems_are_reported_and_cases_move_along(demo):
             "SELECT DISTINCT actor_role FROM case_log WHERE workstation = 'simulator'"
         )).scalars())
     assert {"intake", "dispatcher", "department"} <= actors
+
+
+def test_positions_through_the_gateway_over_http(demo, tmp_path):
+    """With --gateway, terminals speak the OsmAnd protocol over real HTTP on loopback."""
+    from tests.gateway_support import running_gateway
+
+    with running_gateway(demo, tmp_path / "queue") as gw:
+        sim = Simulator(demo, speed=1.0, seed=3, operators=False, cases_per_day=0,
+                        gateway=f"http://127.0.0.1:{gw.port}").load()
+        sim.walkers = sim.walkers[:40]
+        before = counts(demo)[0]
+        for w in sim.walkers:
+            w.next_report_s = 0.0
+        sim.tick(0.001)
+        assert sim.stats.positions == 40 and sim.stats.errors == []
+        assert gw.wait_drained(10)
+        assert counts(demo)[0] - before == 40
+        sim.stop()

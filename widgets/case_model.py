@@ -73,6 +73,12 @@ BACKGROUND, FOREGROUND = int(_R.BackgroundRole), int(_R.ForegroundRole)
 # Roles the clock changes; a multi-row dataChanged limited to these is "repaint only".
 TIME_ROLES = [DISPLAY, FOREGROUND, BACKGROUND, TOOLTIP, FONT]
 DISPLAY_ONLY_ROLES = frozenset({*TIME_ROLES, DECORATION, ALIGNMENT, int(_R.StatusTipRole)})
+# Everything ``data`` answers; the delegate also asks for roles the queue never
+# sets (check state, size hint …), and those should cost one set lookup.
+ANSWERED_ROLES = frozenset(
+    {DISPLAY, DECORATION, TOOLTIP, FONT, ALIGNMENT, BACKGROUND, FOREGROUND}
+    | {CASE_ID_ROLE, CASE_ROW_ROLE}
+)
 
 # --- colours (background, foreground): readable on dark and light themes -----
 

@@ -44,7 +44,14 @@ from PySide6.QtCore import (
 
 from console.case_filter import CaseFilter
 from console.case_store import CaseRow
-from widgets.case_model import DISPLAY_ONLY_ROLES, CaseQueueModel, priority_key, sort_key_for
+from widgets.case_model import (
+    ANSWERED_ROLES,
+    DISPLAY,
+    DISPLAY_ONLY_ROLES,
+    CaseQueueModel,
+    priority_key,
+    sort_key_for,
+)
 
 _ROOT = QModelIndex()
 
@@ -202,12 +209,17 @@ class CaseFilterProxy(QAbstractProxyModel):
             return None
         return self._src.headerData(section, orientation, role)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or self._src is None:
+    def data(self, index: QModelIndex, role: int = DISPLAY):
+        # Runs for every painted cell and role: kept to a few dict/list lookups.
+        src = self._src
+        if src is None or role not in ANSWERED_ROLES:
             return None
-        cid = self.case_id_at(index.row())
-        row = self._src.get(cid) if cid is not None else None
-        return None if row is None else self._src.cell(row, index.column(), role)
+        keys, row = self._keys, index.row()
+        n = len(keys)
+        if not 0 <= row < n:  # also an invalid index (row -1)
+            return None
+        case = src._by_id.get(keys[row if self._asc else n - 1 - row][-1])
+        return None if case is None else src.cell(case, index.column(), role)
 
     def mapToSource(self, proxy_index: QModelIndex) -> QModelIndex:
         if not proxy_index.isValid() or self._src is None:
