@@ -24,8 +24,25 @@ from db.errors import GridError
 THEMES = ("dark", "light")
 
 
+def pin_none() -> None:
+    """Work around PySide6 6.12 on Python 3.11 dropping a reference to ``None``.
+
+    Measured here: every call of a Qt method returning nothing (``setEnabled``,
+    ``setText`` …) lowers ``None``'s reference count by one; after a shift of
+    countdown refreshes it reaches zero and the process aborts with "Fatal
+    Python error: none_dealloc".  From Python 3.12 ``None`` is immortal; before
+    that, give it a reference count no console will ever use up.
+    """
+    if sys.version_info < (3, 12) and not getattr(pin_none, "done", False):
+        import ctypes
+
+        ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
+        pin_none.done = True
+
+
 def make_app(argv: list[str] | None = None, theme: str = "dark") -> QApplication:
     """The QApplication, created once, with the house style applied."""
+    pin_none()
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv or [sys.argv[0]])

@@ -319,6 +319,7 @@ class MainWindow(QMainWindow):
             )
             if action == "report":
                 self.current_id = result.case_id
+            self.store.refresh([result.case_id])  # our own change, without waiting for the feed
             self._refresh_detail.start()
 
         def failed(exc: Exception) -> None:
@@ -458,6 +459,7 @@ class MainWindow(QMainWindow):
         self.escalator.timer.stop()
         self.live.stop()
         self.store.stop()
+        self.queue.shutdown()
         try:
             from db.presence import clear_presence
 

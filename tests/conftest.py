@@ -20,10 +20,13 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from console.app import pin_none
 from db import migrate
 from db.engine import make_engine, normalize_url
 from db.reference import ensure_reference
 from db.users import Actor, add_user, get_actor
+
+pin_none()  # PySide6 6.12 on Python 3.11 leaks references to None (see console.app)
 
 TEMPLATE = "grid_test_template"
 PASSWORD = "test-pass-1"
