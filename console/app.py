@@ -260,7 +260,7 @@ def screenshot(
 
         engine = open_database(settings, seed_if_empty=True)
         actor = get_actor(engine, user or "dispatcher", workstation_name())
-        window = MainWindow(engine, actor, settings)
+        window = MainWindow(engine, actor, settings, keep_layout=False)
         window.resize(*size)
         window.show()
         _wait(app, lambda: window.store.is_loaded and window.live.feed.online, 30)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QSizePolicy,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -80,8 +81,10 @@ class MainWindow(QMainWindow):
 
     logout_requested = Signal()
 
-    def __init__(self, engine: Engine, actor: Actor, settings: Settings, start_feed: bool = True):
+    def __init__(self, engine: Engine, actor: Actor, settings: Settings, start_feed: bool = True,
+                 keep_layout: bool = True):
         super().__init__()
+        self.keep_layout = keep_layout  # False: a review screenshot, not the user's session
         self.engine = engine
         self.actor = actor
         self.settings = settings
@@ -121,6 +124,15 @@ class MainWindow(QMainWindow):
             self.presence_timer.start()
         self._restore_layout()
         self._update_actions()
+        QTimer.singleShot(0, self._size_docks)
+
+    def _size_docks(self) -> None:
+        """Give the queue most of the width (once the window has its real size)."""
+        if getattr(self, "_layout_restored", False):
+            return
+        width = max(self.width(), 1200)
+        self.resizeDocks([self.queue_dock, self.detail_dock],
+                         [int(width * 0.58), int(width * 0.30)], Qt.Orientation.Horizontal)
 
     # -- building ---------------------------------------------------------------
 
@@ -134,6 +146,11 @@ class MainWindow(QMainWindow):
             tr("实时地图") + "\n" + tr("（地图图层将在地图模块完成后显示）")
         )
         self.map_placeholder.setObjectName("mapPlaceholder")
+        # Until the live map lands, the docks may take the room it would use.
+        self.map_placeholder.setMinimumWidth(120)
+        self.map_placeholder.setWordWrap(True)
+        self.map_placeholder.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                           QSizePolicy.Policy.Preferred)
         self.map_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.offline_banner)
         layout.addWidget(self.emergency_banner)
@@ -432,13 +449,14 @@ class MainWindow(QMainWindow):
 
     def _apply_layout(self, state: bytes | None) -> None:
         if state:
+            self._layout_restored = True
             self.restoreState(QByteArray(state))
 
     def save_layout(self) -> None:
         """Store the dock layout for this user (synchronously: we are leaving)."""
         from db.layouts import save_layout
 
-        if self.actor.id is None:
+        if self.actor.id is None or not self.keep_layout:
             return
         try:
             save_layout(self.engine, self.actor.id, bytes(self.saveState().data()))

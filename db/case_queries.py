@@ -126,6 +126,8 @@ def case_detail(engine: Engine, number: str) -> dict:
                 C.c.filed_at,
                 C.c.closed_at,
                 C.c.evaluation,
+                CAT.c.name_en.label("category_name_en"),
+                G.c.name.label("grid_name"),
             )
             .where(C.c.number == number)
         ).first()

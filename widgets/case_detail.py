@@ -136,11 +136,13 @@ class CaseDetail(QWidget):
                             + f"　v{case['version']}")
         self.show_viewers(case.get("viewers", []))
         f = self.fields
-        f["category"].setText(f"{case['category']} {case['category_name']}")
+        name = case.get("category_name_en") if lang != "zh" else None
+        f["category"].setText(f"{case['category']} {name or case['category_name']}")
         f["severity"].setText(label(SEVERITY_LABELS, case["severity"], lang))
         f["source"].setText(label(SOURCE_LABELS, case["source"], lang))
         f["location"].setText(f"{case['address'] or '—'}（{case['lon']:.6f}, {case['lat']:.6f}）")
-        f["grid"].setText(case["grid"] or tr("辖区外或未划分"))
+        grid = f"{case['grid']} {case.get('grid_name') or ''}" if case["grid"] else None
+        f["grid"].setText(grid or tr("辖区外或未划分"))
         f["description"].setText(case["description"])
         f["reporter"].setText(case.get("reporter") or "—")
         depts = [f"{a['code']}{'（主办）' if a['is_lead'] else '（协办）'}"
