@@ -53,7 +53,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -63,6 +62,8 @@ from typing import ClassVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.benchdb import fresh_database, server_urls
 
 
 def _pin_none() -> None:
@@ -85,45 +86,13 @@ ROLES = ("intake", "dispatcher", "leader", "verifier")
 # --- database ------------------------------------------------------------------
 
 
-def server_urls():
-    """(name → URL, embedded server or None): the shared server, or a throw-away one.
-
-    The caller stops the embedded server itself: this benchmark leaves with
-    ``os._exit``, which skips the exit handler that would otherwise stop it.
-    """
-    from db.engine import normalize_url
-
-    shared = os.environ.get("GRID_DATABASE_URL")
-    if shared:
-        from sqlalchemy.engine import make_url
-
-        base = make_url(normalize_url(shared))
-        return lambda name: base.set(database=name).render_as_string(hide_password=False), None
-    from db.embedded import EmbeddedServer
-
-    server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="grid-bench-console-")), "postgres")
-    return server.url_for, server
-
-
 def prepare(url_for, name: str) -> str:
     """A fresh, migrated database with reference data and one user per acting role."""
-    import psycopg2
-
-    admin = psycopg2.connect(url_for("postgres").replace("+psycopg2", ""))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    url = url_for(name)
-    from db import migrate
     from db.engine import make_engine
-    from db.reference import ensure_reference
     from db.users import add_user
 
+    url = fresh_database(url_for, name)
     engine = make_engine(url)
-    migrate.upgrade(engine)
-    ensure_reference(engine)
     for role in ROLES:
         add_user(engine, f"bench_{role}", role, "bench-pass", f"压测{role}")
     engine.dispose()
@@ -709,7 +678,9 @@ def main() -> None:
     from console.app import make_app
 
     app = make_app(theme="dark")
-    url_for, server = server_urls()
+    # The embedded server is stopped explicitly below: this benchmark leaves with
+    # os._exit, which skips the exit handler that would otherwise stop it.
+    url_for, server = server_urls("grid-bench-console-")
     try:
         run(app, args, prepare(url_for, "bench_console"))
     finally:

@@ -38,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.benchdb import fresh_database, server_urls  # noqa: E402
+
 BASE_LON, BASE_LAT = 116.40, 39.90
 
 
@@ -256,24 +258,13 @@ def run_baseline(url: str, devices: int, n: int) -> float:
 
 
 def prepare(url_for, name: str, devices: int) -> str:
-    import psycopg2
-
-    admin = psycopg2.connect(url_for("postgres").replace("+psycopg2", ""))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    url = url_for(name)
+    """A fresh database with ``devices`` registered terminals."""
     from sqlalchemy import text
 
-    from db import migrate
     from db.engine import make_engine
-    from db.reference import ensure_reference
 
+    url = fresh_database(url_for, name)
     engine = make_engine(url)
-    migrate.upgrade(engine)
-    ensure_reference(engine)
     with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO device (identifier) SELECT unnest(CAST(:ids AS text[]))"),
@@ -302,21 +293,9 @@ def main() -> None:
     ap.add_argument("--baseline", type=int, default=3_000)
     args = ap.parse_args()
 
-    from db.engine import make_engine, normalize_url
+    from db.engine import make_engine
 
-    shared = os.environ.get("GRID_DATABASE_URL")
-    if shared:
-        from sqlalchemy.engine import make_url
-
-        base = make_url(normalize_url(shared))
-
-        def url_for(name: str) -> str:
-            return base.set(database=name).render_as_string(hide_password=False)
-    else:
-        from db.embedded import EmbeddedServer
-
-        server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="grid-bench-")), "postgres")
-        url_for = server.url_for
+    url_for, _server = server_urls()
 
     url = prepare(url_for, "bench_ingest", args.devices)
     load_before = os.getloadavg()[0]

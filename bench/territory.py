@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -28,39 +27,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.benchdb import fresh_database, server_urls
 
-def fresh_database(name: str) -> str:
-    from sqlalchemy.engine import make_url
+_URL_FOR = None
 
-    from db.engine import normalize_url
 
-    shared = os.environ.get("GRID_DATABASE_URL")
-    if shared:
-        base = make_url(normalize_url(shared))
-
-        def url_for(db: str) -> str:
-            return base.set(database=db).render_as_string(hide_password=False)
-    else:
-        from db.embedded import EmbeddedServer
-
-        server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="grid-bench-")), "postgres")
-        url_for = server.url_for
-        fresh_database.server = server  # keep it alive
-    import psycopg2
-
-    admin = psycopg2.connect(url_for("postgres").replace("+psycopg2", ""))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    from db import migrate
-    from db.engine import make_engine
-
-    engine = make_engine(url_for(name))
-    migrate.upgrade(engine)
-    engine.dispose()
-    return url_for(name)
+def fresh_db(name: str) -> str:
+    """A fresh migrated database on the benchmark's server (started once)."""
+    global _URL_FOR
+    if _URL_FOR is None:
+        _URL_FOR, fresh_db.server = server_urls()
+    return fresh_database(_URL_FOR, name, reference=False)
 
 
 def county_file(path: Path, km2: float = 6000.0) -> None:
@@ -116,7 +93,7 @@ def main() -> None:
     from db.locate import territory
     from db.territory import import_district
 
-    url = fresh_database("bench_territory")
+    url = fresh_db("bench_territory")
     engine = make_engine(url)
     dongcheng = resources.files("resources").joinpath("districts/110101.geojson")
     t0 = time.monotonic()
@@ -171,7 +148,7 @@ def main() -> None:
     if not args.skip_county:
         path = Path(tempfile.mkdtemp()) / "county.geojson"
         county_file(path)
-        county_url = fresh_database("bench_county")
+        county_url = fresh_db("bench_county")
         t0 = time.monotonic()
         out = subprocess.run(
             [sys.executable, __file__, "--child", county_url, str(path)],

@@ -22,12 +22,13 @@ import json
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.benchdb import fresh_database, server_urls
 
 CHAIN = [
     ("accept", "intake", {}),
@@ -119,23 +120,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def prepare(url_for, name: str) -> str:
-    import psycopg2
-
-    admin = psycopg2.connect(url_for("postgres").replace("+psycopg2", ""))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    url = url_for(name)
-    from db import migrate
+    """A fresh database with one user per role the workers act as."""
     from db.engine import make_engine
-    from db.reference import ensure_reference
     from db.users import add_user
 
+    url = fresh_database(url_for, name)
     engine = make_engine(url)
-    migrate.upgrade(engine)
-    ensure_reference(engine)
     for role in ("intake", "dispatcher", "department", "verifier"):
         add_user(
             engine,
@@ -155,22 +145,9 @@ def main() -> None:
     ap.add_argument("--cases-per-worker", type=int, default=50)
     args = ap.parse_args()
 
-    from db.engine import normalize_url
     from db.feed import ChangeFeed, current_seq, dsn_of
 
-    shared = os.environ.get("GRID_DATABASE_URL")
-    if shared:
-        from sqlalchemy.engine import make_url
-
-        base = make_url(normalize_url(shared))
-
-        def url_for(name: str) -> str:
-            return base.set(database=name).render_as_string(hide_password=False)
-    else:
-        from db.embedded import EmbeddedServer
-
-        server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="grid-bench-")), "postgres")
-        url_for = server.url_for
+    url_for, _server = server_urls()
 
     url = prepare(url_for, "bench_workflow")
     from db.engine import make_engine
