@@ -109,6 +109,8 @@ class MainWindow(QMainWindow):
         self.live.notified.connect(self._on_notified)
         self.store.case_changed.connect(self._on_case_changed)
         self.store.row_removed.connect(self._on_row_removed)
+        self.store.failed.connect(self._background_error)
+        self.queue.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.escalator = Escalator(engine, parent=self)
         self.presence_timer = QTimer(self, interval=PRESENCE_HEARTBEAT_MS)
         self.presence_timer.timeout.connect(self._heartbeat)
