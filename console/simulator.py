@@ -359,7 +359,11 @@ class Simulator:
                 text(
                     "SELECT c.number, c.version, c.status, c.severity, c.department_id, "
                     "extract(epoch FROM now() - c.updated_at) AS idle, t.handle_h, "
-                    'cat.default_department_id FROM "case" c '
+                    "cat.default_department_id, "
+                    # Joint handling: the next department that still owes its feedback.
+                    "(SELECT a.department_id FROM case_assignment a WHERE a.case_id = c.id "
+                    "AND a.fed_back_at IS NULL ORDER BY a.is_lead DESC, a.department_id "
+                    'LIMIT 1) AS owing FROM "case" c '
                     "JOIN category cat ON cat.id = c.category_id "
                     "LEFT JOIN time_limit t ON t.category_id = c.category_id "
                     "AND t.severity = c.severity "
@@ -401,7 +405,7 @@ class Simulator:
             step = (a["dept"].get(row.department_id), "acknowledge", {})
         elif row.status == "in_progress":
             step = (
-                a["dept"].get(row.department_id),
+                a["dept"].get(row.owing or row.department_id),
                 "feedback",
                 {"evidence": "已处置完毕，附现场照片"},
             )

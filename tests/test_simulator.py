@@ -83,3 +83,36 @@ def test_positions_through_the_gateway_over_http(demo, tmp_path):
         assert gw.wait_drained(10)
         assert counts(demo)[0] - before == 40
         sim.stop()
+
+
+def test_joint_cases_get_every_departments_feedback(demo):
+    """A case dispatched to two departments is fed back by both, then verified."""
+    from db.case_actions import perform
+    from db.users import get_actor
+
+    intake = get_actor(demo, "intake", "t")
+    dispatcher = get_actor(demo, "dispatcher", "t")
+    with demo.connect() as conn:
+        lon, lat = conn.execute(text(
+            "SELECT (min_lon + max_lon) / 2, (min_lat + max_lat) / 2 FROM unit_cell "
+            "WHERE NOT clipped LIMIT 1")).one()
+    r = perform(demo, intake, "report", category="S0102", lon=lon, lat=lat, description="联动")
+    r = perform(demo, intake, "accept", r.number, r.version)
+    r = perform(demo, intake, "file", r.number, r.version)
+    r = perform(demo, dispatcher, "dispatch", r.number, r.version, department="huanwei",
+                co_departments=["shizheng"])
+    sim = Simulator(demo, speed=10_000.0, seed=1, operators=False, cases_per_day=0).load()
+    sim.rng.random = lambda: 0.99  # no rework in this test
+    for _ in range(6):
+        with demo.begin() as conn:  # every step of this case is long overdue
+            conn.execute(text('UPDATE "case" SET updated_at = now() - interval \'60 days\' '
+                              "WHERE number = :n"), {"n": r.number})
+        sim._last_workflow = 0
+        sim.tick(0.01)
+    with demo.connect() as conn:
+        status = conn.execute(text('SELECT status FROM "case" WHERE number = :n'),
+                              {"n": r.number}).scalar_one()
+        fed = conn.execute(text(
+            'SELECT count(*) FROM case_assignment a JOIN "case" c ON c.id = a.case_id '
+            "WHERE c.number = :n AND a.fed_back_at IS NOT NULL"), {"n": r.number}).scalar_one()
+    assert fed == 2 and status in ("awaiting_verification", "closed")
