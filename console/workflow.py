@@ -64,16 +64,16 @@ STATUS_LABELS: dict[str, tuple[str, str]] = {
     "merged": ("已合并", "merged"),
 }
 
-OPEN_STATUSES: frozenset[str] = frozenset(
-    {
-        Status.REPORTED,
-        Status.ACCEPTED,
-        Status.FILED,
-        Status.DISPATCHED,
-        Status.IN_PROGRESS,
-        Status.AWAITING_VERIFICATION,
-    }
+# The open statuses in the order of the loop (queues and pickers list them so).
+OPEN_STATUS_ORDER: tuple[str, ...] = (
+    Status.REPORTED,
+    Status.ACCEPTED,
+    Status.FILED,
+    Status.DISPATCHED,
+    Status.IN_PROGRESS,
+    Status.AWAITING_VERIFICATION,
 )
+OPEN_STATUSES: frozenset[str] = frozenset(OPEN_STATUS_ORDER)
 TERMINAL_STATUSES: frozenset[str] = frozenset(
     {Status.CLOSED, Status.ARCHIVED, Status.REJECTED, Status.MERGED}
 )

@@ -504,6 +504,23 @@ def _store(
     return result
 
 
+def _floors(states: dict[str, _DeviceState]) -> dict[str, int]:
+    """Per device, the microsecond time of the newest fix already stored."""
+    return {
+        device: pgcopy.micros(st.last_ts) if st.last_ts is not None else -(2**62)
+        for device, st in states.items()
+    }
+
+
+def _tracked(states: dict[str, _DeviceState]) -> set[str]:
+    """Devices whose fixes can raise events (offline, or a worker with an own grid)."""
+    return {
+        device
+        for device, st in states.items()
+        if st.offline or (st.worker_id is not None and st.own_grid is not None)
+    }
+
+
 FAST_CHUNK = 20_000  # reports per COPY chunk on the fast path
 
 
@@ -554,10 +571,7 @@ def _fast_rows(
                 grid_ids[i] = g
     # Fixes newer than what the database holds: the newest per device, and all
     # of them, in order, for devices whose events are tracked.
-    floor = {
-        device: pgcopy.micros(st.last_ts) if st.last_ts is not None else -(2**62)
-        for device, st in states.items()
-    }
+    floor = _floors(states)
     last = np.fromiter((floor[devices[i]] for i in keep), dtype=np.int64, count=len(keep))
     fresh = keep[us[keep] > last]
     if len(fresh):
@@ -566,11 +580,7 @@ def _fast_rows(
         is_last[:-1] = dev_ids[by_device][1:] != dev_ids[by_device][:-1]
         for i in by_device[is_last]:
             seen.newest[devices[i]] = (int(us[i]), reports[i])
-        tracked = {
-            device
-            for device, st in states.items()
-            if st.offline or (st.worker_id is not None and st.own_grid is not None)
-        }
+        tracked = _tracked(states)
         if tracked:
             for i in fresh:
                 if devices[i] in tracked:
@@ -626,15 +636,8 @@ def _position_rows(
         yield from fast
         return
     ids = {device: st.device_id for device, st in states.items()}
-    last_us = {
-        device: pgcopy.micros(st.last_ts) if st.last_ts is not None else -(2**62)
-        for device, st in states.items()
-    }
-    tracked = {
-        device
-        for device, st in states.items()
-        if st.offline or (st.worker_id is not None and st.own_grid is not None)
-    }
+    last_us = _floors(states)
+    tracked = _tracked(states)
     keys: set[tuple[str, int]] = set()  # microseconds: hashing aware datetimes is slow
     newest, newer = seen.newest, seen.newer
     epoch, chunk = pgcopy.PG_EPOCH, pgcopy.CHUNK_ROWS

@@ -40,7 +40,7 @@ from console.case_filter import CaseFilter
 from console.case_store import CaseRow, CaseStore
 from console.i18n import tr
 from console.tasks import run_in_thread
-from console.workflow import SOURCE_LABELS, SOURCES, STATUS_LABELS, Status, label
+from console.workflow import OPEN_STATUS_ORDER, SOURCE_LABELS, SOURCES, STATUS_LABELS, label
 from db.case_queries import queue_choices
 from db.errors import GridError
 from db.saved_filters import delete_filter, list_filters, save_filter
@@ -73,14 +73,7 @@ COLUMN_WIDTHS = {
     COL_COUNTDOWN: 150,
     COL_ESCALATION: 130,
 }
-QUEUE_STATUSES = (
-    Status.REPORTED,
-    Status.ACCEPTED,
-    Status.FILED,
-    Status.DISPATCHED,
-    Status.IN_PROGRESS,
-    Status.AWAITING_VERIFICATION,
-)
+QUEUE_STATUSES = OPEN_STATUS_ORDER
 
 
 class QueueTable(QTableView):
