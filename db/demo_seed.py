@@ -28,7 +28,7 @@ from db.case_actions import LOG_ORDER_LOCK
 from db.errors import BadInput
 from db.reference import ensure_reference
 from db.session import transaction
-from db.territory import copy_rows, import_district
+from db.territory import copy_rows, import_district, reserve_ids
 from db.users import hash_password
 
 DEMO_ADCODE = "110101"
@@ -157,9 +157,12 @@ def is_seeded(engine: Engine) -> bool:
 def is_empty(engine: Engine) -> bool:
     """No cases, no workers, no territory: a database nobody has used yet."""
     with engine.connect() as conn:
-        return not conn.execute(text(
-            'SELECT EXISTS (SELECT 1 FROM "case") OR EXISTS (SELECT 1 FROM worker) '
-            "OR EXISTS (SELECT 1 FROM district)")).scalar()
+        return not conn.execute(
+            text(
+                'SELECT EXISTS (SELECT 1 FROM "case") OR EXISTS (SELECT 1 FROM worker) '
+                "OR EXISTS (SELECT 1 FROM district)"
+            )
+        ).scalar()
 
 
 def seed_demo(
@@ -314,18 +317,6 @@ def _name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
 
 
-def _ids(conn, table: str, n: int) -> list[int]:
-    return list(
-        conn.execute(
-            text(
-                f"SELECT nextval(pg_get_serial_sequence('\"{table}\"', 'id')) "
-                "FROM generate_series(1, :n)"
-            ),
-            {"n": n},
-        ).scalars()
-    )
-
-
 ROSTER = [("instructor", 1), ("grid_leader", 1), ("full_time", 1), ("part_time", 10)]
 
 
@@ -336,7 +327,7 @@ def _roster(conn, world: _World, rng: random.Random) -> tuple[int, int]:
         for role, count in ROSTER:
             for k in range(count):
                 people.append((g, gi, role, k))
-    ids = _ids(conn, "worker", len(people))
+    ids = reserve_ids(conn, "worker", len(people))
     worker_rows, device_rows, leads = [], [], {}
     for wid, (g, gi, role, k) in zip(ids, people, strict=True):
         status = "on_duty" if role == "full_time" else "off_duty"
@@ -565,8 +556,8 @@ class _History:
         slow = rng.random() < 0.08
         dispatcher = self.actor("dispatcher")
         dept = cat.default_department_id or rng.choice(self.world.departments)
-        if rng.random() < 0.05:  # sent to the wrong department first
-            wrong = rng.choice([d for d in self.world.departments if d != dept])
+
+        def dispatch_to(department: int) -> None:
             ev.append(
                 _Event(
                     later((180 if slow else 25) * f),
@@ -574,9 +565,13 @@ class _History:
                     "filed",
                     "dispatched",
                     dispatcher,
-                    payload={"department_id": wrong},
+                    payload={"department_id": department},
                 )
             )
+
+        if rng.random() < 0.05:  # sent to the wrong department first
+            wrong = rng.choice([d for d in self.world.departments if d != dept])
+            dispatch_to(wrong)
             ev.append(
                 _Event(
                     later(60),
@@ -588,16 +583,7 @@ class _History:
                     payload={"department_id": wrong},
                 )
             )
-        ev.append(
-            _Event(
-                later((180 if slow else 25) * f),
-                "dispatch",
-                "filed",
-                "dispatched",
-                dispatcher,
-                payload={"department_id": dept},
-            )
-        )
+        dispatch_to(dept)
         dept_actor = self.users["dept"].get(dept, intake)
         handle_h = limits.handle_h
         rounds = 2 if rng.random() < 0.07 else 1
@@ -783,7 +769,7 @@ class _History:
 
     def write(self, conn) -> int:
         tz = hall_timezone()
-        ids = _ids(conn, "case", len(self.cases))
+        ids = reserve_ids(conn, "case", len(self.cases))
         counters: dict[str, int] = {}
         numbers = []
         for case in self.cases:  # generated in report order

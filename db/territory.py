@@ -160,22 +160,19 @@ def _geojson(geom) -> str:
     return json.dumps(mapping(geom), separators=(",", ":"))
 
 
-def _ids(conn, table: str, n: int) -> list[int]:
+def reserve_ids(conn, table: str, n: int) -> list[int]:
     """Reserve ``n`` ids from a table's sequence (so rows can be COPYed with their ids)."""
     if n == 0:
         return []
-    rows = (
+    return list(
         conn.execute(
             text(
-                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                f"SELECT nextval(pg_get_serial_sequence('\"{table}\"', 'id')) "
                 "FROM generate_series(1, :n)"
             ),
             {"n": n},
-        )
-        .scalars()
-        .all()
+        ).scalars()
     )
-    return list(rows)
 
 
 def copy_rows(conn, table: str, columns: list[str], rows, chunk: int = 20_000) -> None:
@@ -266,21 +263,21 @@ def _write(conn, boundary: Boundary, div: Division) -> None:
         "max_lon",
         "max_lat",
     ]
-    street_ids = _ids(conn, "street", len(div.streets))
+    street_ids = reserve_ids(conn, "street", len(div.streets))
     copy_rows(
         conn,
         "street",
         ["adcode" if c is None else c for c in base],
         unit_rows(div.streets, street_ids, [], lambda u: []),
     )
-    comm_ids = _ids(conn, "community", len(div.communities))
+    comm_ids = reserve_ids(conn, "community", len(div.communities))
     copy_rows(
         conn,
         "community",
         ["street_id" if c is None else c for c in base],
         unit_rows(div.communities, comm_ids, street_ids, lambda u: []),
     )
-    grid_ids = _ids(conn, "grid", len(div.grids))
+    grid_ids = reserve_ids(conn, "grid", len(div.grids))
     copy_rows(
         conn,
         "grid",
