@@ -57,3 +57,13 @@ def fresh_database(url_for: Callable[[str], str], name: str, reference: bool = T
         ensure_reference(engine)
     engine.dispose()
     return url
+
+
+def machine_load(before: float) -> dict:
+    """The machine's load beside a run's figures (``before``: ``os.getloadavg()[0]`` at the
+    start): on a shared machine, figures from a busy moment are lower, and this says so."""
+    return {
+        "load_average_before": round(before, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }

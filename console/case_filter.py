@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from console.workflow import OPEN_STATUSES, SOURCES
+from db.workflow import OPEN_STATUSES, SOURCES
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,15 @@ class CaseFilter:
     escalated_only: bool = False
     source: str | None = None
     text: str = ""
+    # The cases behind a number of the evaluation panel (a drill-down): only these, of any
+    # status.  Transient: never saved with a filter.
+    case_ids: frozenset[int] = frozenset()
     _needle: str = field(default="", init=False, repr=False, compare=False)
     _grid: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "statuses", frozenset(self.statuses or ()))
+        object.__setattr__(self, "case_ids", frozenset(int(i) for i in self.case_ids or ()))
         for name in ("category_class", "street_code", "department_code", "source"):
             if not getattr(self, name):
                 object.__setattr__(self, name, None)
@@ -58,6 +62,8 @@ class CaseFilter:
         keeps such rows waiting for their deadline instead of re-testing all
         rows every second.
         """
+        if self.case_ids and row.id not in self.case_ids:
+            return False
         if self.statuses and row.status not in self.statuses:
             return False
         if self.category_class is not None and row.category_class != self.category_class:

@@ -1,6 +1,6 @@
 """The console's live cache of open cases, kept current from the change feed.
 
-The database is the one source of truth (DESIGN §3); this store is a cache of
+The database is the one source of truth (docs/ARCHITECTURE.md); this store is a cache of
 the rows the case queue shows.  It is filled once (``load``) from a single
 snapshot that also names the newest log sequence it reflects, and from then
 on it changes only row by row: every log entry names a case, the store
@@ -30,8 +30,8 @@ from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from sqlalchemy import Engine
 
 from console.tasks import run_in_thread
-from console.workflow import OPEN_STATUSES
 from db.case_queries import queue_rows, queue_snapshot
+from db.workflow import OPEN_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,8 @@ class CaseStore(QObject):
         self._in_flight = False
         self._scheduled = False
         self._stopped = False
+        # Cases shown whatever their status (a drill-down from the evaluation panel).
+        self.pinned: frozenset[int] = frozenset()
 
     # -- reading ---------------------------------------------------------------
 
@@ -233,6 +235,21 @@ class CaseStore(QObject):
                 self._pending[e.case_id] = e.seq
         self._schedule()
 
+    def pin(self, case_ids: Iterable[int]) -> None:
+        """Hold these cases too, closed or not, until the next ``pin`` (``[]`` lets go).
+
+        The evaluation panel's drill-down lists the cases behind a number, most of them
+        closed; the queue holds open cases only, so they are fetched and kept here while
+        shown.  Cases let go that are not open leave (``row_removed``).
+        """
+        old, self.pinned = self.pinned, frozenset(int(i) for i in case_ids)
+        for cid in old - self.pinned:
+            row = self.rows.get(cid)
+            if row is not None and not row.is_open:
+                del self.rows[cid]
+                self.row_removed.emit(cid)
+        self.refresh(self.pinned - old)
+
     def refresh(self, case_ids: Iterable[int]) -> None:
         """Re-read these cases (e.g. after this console's own action), coalesced likewise."""
         for cid in case_ids:
@@ -262,8 +279,9 @@ class CaseStore(QObject):
         self._in_flight = True
         self.queries += 1
         engine, ids = self.engine, sorted(batch)
+        open_only = not self.pinned.intersection(ids)
         run_in_thread(
-            lambda: queue_rows(engine, ids=ids, open_only=True),
+            lambda: queue_rows(engine, ids=ids, open_only=open_only),
             lambda rows: self._on_rows(ids, rows),
             lambda exc: self._on_refresh_failed(batch, exc),
             pool=self.pool,
@@ -275,6 +293,7 @@ class CaseStore(QObject):
         if self._stopped:
             return
         fresh = {r.id: r for r in map(CaseRow.from_mapping, mappings)}
+        fresh = {cid: r for cid, r in fresh.items() if r.is_open or cid in self.pinned}
         for cid in ids:
             new = fresh.get(cid)
             old = self.rows.get(cid)

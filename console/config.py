@@ -10,9 +10,6 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-DEFAULT_TZ = "Asia/Shanghai"
 
 
 def default_data_dir() -> Path:
@@ -23,11 +20,6 @@ def default_data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("grid-console", appauthor=False))
-
-
-def hall_timezone() -> ZoneInfo:
-    """The dispatch hall's time zone: case numbers and displayed times use it."""
-    return ZoneInfo(os.environ.get("GRID_TZ", DEFAULT_TZ))
 
 
 def workstation_name() -> str:
@@ -41,6 +33,7 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     lang: str = "zh"
     simulate: bool = True  # run the simulator behind the window on the embedded demo
+    basemap: str | None = None  # the map's basemap spec (see ``basemap_spec``)
 
     @classmethod
     def from_env(
@@ -51,3 +44,22 @@ class Settings:
             data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
             lang=lang or os.environ.get("GRID_LANG", "zh"),
         )
+
+
+DEMO_BASEMAP = "demo-basemap.mbtiles"  # under the data directory: what ``tiles build`` may write
+
+
+def basemap_spec(settings: Settings, given: str | None = None) -> str | None:
+    """The basemap the map shows: ``--basemap``, else ``GRID_BASEMAP``, else the demo's own.
+
+    The embedded demo shows ``DATA_DIR/demo-basemap.mbtiles`` when one was built
+    (``python main.py tiles build``); otherwise, and on a shared server unless
+    told, there is no basemap ("none").  A spec is an XYZ URL template with
+    ``{z}/{x}/{y}``, an ``.mbtiles`` or ``.pmtiles`` file, or ``none``.
+    """
+    spec = given or os.environ.get("GRID_BASEMAP") or None
+    if spec is None and settings.database_url is None:
+        demo = Path(settings.data_dir) / DEMO_BASEMAP
+        if demo.is_file():
+            spec = str(demo)
+    return None if spec is None or spec.strip().lower() == "none" else spec

@@ -9,14 +9,21 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 from sqlalchemy import Engine
 
-from db.feed import ChangeFeed, current_seq, dsn_of
+from db.feed import ChangeFeed, dsn_of
 
 
 class LiveFeed(QObject):
-    """Signals ``entries(list[LogEntry])`` and ``online(bool)`` from a ChangeFeed."""
+    """Signals ``entries(list[LogEntry])`` and ``online(bool)`` from a ChangeFeed.
+
+    Creating one asks the database nothing (it is made on the GUI thread):
+    without ``start_seq`` the feed thread reads the newest entry itself once
+    connected (less ``history``) and says so with ``ready(seq)``, once; load a
+    snapshot after that and nothing between them is missed.
+    """
 
     entries = Signal(list)
     online = Signal(bool)
+    ready = Signal(int)  # where the feed started (the newest entry when it connected)
     notified = Signal(str, str)  # channel, payload: presence, territory, …
 
     def __init__(
@@ -26,17 +33,19 @@ class LiveFeed(QObject):
         heartbeat: float = 2.0,
         parent: QObject | None = None,
         channels: tuple[str, ...] = ("grid_presence", "grid_territory"),
+        history: int = 0,
     ):
         super().__init__(parent)
-        seq = current_seq(engine) if start_seq is None else start_seq
         self.feed = ChangeFeed(
             dsn_of(engine),
             self.entries.emit,
             self.online.emit,
-            start_seq=seq,
+            start_seq=start_seq,
             heartbeat=heartbeat,
             channels=channels,
             on_notify=self.notified.emit,
+            history=history,
+            on_ready=self.ready.emit,
         )
 
     def start(self) -> LiveFeed:
@@ -48,4 +57,5 @@ class LiveFeed(QObject):
 
     @property
     def last_seq(self) -> int:
-        return self.feed.last_seq
+        """The newest entry delivered (0 until the feed has started)."""
+        return self.feed.last_seq or 0

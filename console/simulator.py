@@ -25,6 +25,7 @@ import random
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,7 +34,8 @@ from sqlalchemy import Engine, text
 from db.case_actions import perform
 from db.demo_seed import STREETS
 from db.errors import GridError
-from db.users import Actor, get_actor
+from db.users import Actor, authenticate, get_actor
+from db.workflow import REPORTING_WORKER_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class Walker:
 
     device: str
     worker_id: int
+    code: str  # the worker's roster code: what the terminal names its reporter by
     name: str
     grid_id: int
     cells: list[tuple[float, float]]
@@ -116,10 +119,17 @@ class Simulator:
         cases_per_day: float = 600.0,
         seed: int | None = None,
         tick_s: float = 0.5,
+        position_engine: Engine | Callable[[], Engine] | None = None,
+        video=None,
     ):
         if not (0 < speed <= 10_000):
             raise ValueError("speed must be > 0 and at most 10000")
         self.engine = engine
+        # Positions are the gateway's to write (its own database role); operators'
+        # steps go through the console's checked role.
+        # (A callable opens it in the simulator's thread, off the GUI's.)
+        self.position_engine = position_engine or engine
+        self._owner = False
         self.speed = speed
         self.gateway = gateway
         self.operators = operators
@@ -131,6 +141,9 @@ class Simulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http: http.client.HTTPConnection | None = None
+        # The demo's cameras, live (``console.video.demo.DemoVideo``): started with the
+        # simulator, so the wall decodes network streams on the demo too.
+        self.video = video
         self._actors: dict = {}
         self._categories: list = []
         self._last_workflow = 0.0
@@ -138,10 +151,25 @@ class Simulator:
     # -- setup ------------------------------------------------------------------
 
     def load(self) -> Simulator:
+        """Read the district and log its people in; on failure nothing is half-loaded."""
+        self.walkers = []
+        try:
+            return self._load()
+        except BaseException:
+            self.walkers = []  # tried again from the start on the next tick
+            raise
+
+    def _load(self) -> Simulator:
+        if callable(self.position_engine) and not isinstance(self.position_engine, Engine):
+            self.position_engine = self.position_engine()
         with self.engine.connect() as conn:
+            self._owner = bool(
+                conn.execute(text("SELECT pg_has_role(current_user, 'grid_owner', 'MEMBER')"))
+                .scalar()
+            )
             rows = conn.execute(
                 text(
-                    "SELECT d.identifier, w.id, w.name, w.grid_id FROM device d "
+                    "SELECT d.identifier, w.id, w.code, w.name, w.grid_id FROM device d "
                     "JOIN worker w ON w.id = d.worker_id WHERE w.grid_id IS NOT NULL AND w.active "
                     "ORDER BY d.identifier"
                 )
@@ -167,7 +195,7 @@ class Simulator:
                 )
             ).all()
         rng = self.rng
-        for device, wid, name, gid in rows:
+        for device, wid, wcode, name, gid in rows:
             mine = cells.get(gid)
             if not mine:
                 continue
@@ -177,6 +205,7 @@ class Simulator:
                 Walker(
                     device,
                     wid,
+                    wcode,
                     name,
                     gid,
                     mine,
@@ -195,37 +224,65 @@ class Simulator:
             ("verifier", "verifier"),
         ):
             try:
-                self._actors[role] = get_actor(self.engine, user, "simulator")
+                self._actors[role] = self._login(user)
             except GridError:
                 self._actors[role] = None
         for dept_id, user in dept_users:
-            self._actors["dept"][dept_id] = get_actor(self.engine, user, "simulator")
+            self._actors["dept"][dept_id] = self._login(user)
         return self
+
+    def _login(self, user: str) -> Actor:
+        """The demo user logged in (on the owner's connection, as itself unchecked)."""
+        from db.demo_accounts import demo_password
+
+        if self._owner:
+            return get_actor(self.engine, user, "simulator")
+        return authenticate(self.engine, user, demo_password(user), "simulator")
 
     # -- running ----------------------------------------------------------------
 
     def start(self) -> Simulator:
+        if self.video is not None:
+            self.video.start()
         self._thread = threading.Thread(target=self.run, name="simulator", daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self.video is not None:
+            self.video.stop()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._http is not None:
             self._http.close()
 
     def run(self, duration_s: float | None = None) -> SimStats:
-        if not self.walkers:
-            self.load()
+        """Tick until stopped (or ``duration_s``), surviving the database going away.
+
+        A blip (a restart, a dropped connection, a refused login) is logged, the
+        loop waits (1 s, doubling to 30 s) and goes on where it was; before,
+        the first driver error ended the thread and the district stood still.
+        """
         started = time.monotonic()
         last = started
+        pause = 1.0
         while not self._stop.is_set():
             now = time.monotonic()
             if duration_s is not None and now - started >= duration_s:
                 break
-            self.tick(now - last)
+            try:
+                if not self.walkers:
+                    self.load()
+                self.tick(now - last)
+            except Exception as exc:  # the database away, or a bug: log, wait, go on
+                self._note(f"simulator paused {pause:.0f} s: {_one_line(exc)}")
+                if self._stop.wait(pause):
+                    break
+                pause = min(pause * 2, 30.0)
+                last = time.monotonic()  # the district does not jump ahead
+                continue
+            pause = 1.0
             last = now
             self._stop.wait(self.tick_s)
         return self.stats
@@ -274,7 +331,7 @@ class Simulator:
                 from db.positions import PositionReport, store_positions
 
                 store_positions(
-                    self.engine,
+                    self.position_engine,
                     [
                         PositionReport(
                             w.device,
@@ -340,9 +397,10 @@ class Simulator:
                 lon=w.lon,
                 lat=w.lat,
                 address=f"{self.rng.choice(STREETS)}{self.rng.randint(1, 199)}号附近",
-                source="patrol",
+                source=REPORTING_WORKER_SOURCE,
                 description=f"巡查发现{name}，{detail}",
                 reporter=w.name,
+                worker=w.code,  # credited to the walker in the ranking by worker
                 onsite=self.rng.random() < ONSITE_SHARE,
             )
             self.stats.reports += 1
@@ -427,6 +485,18 @@ class Simulator:
             log.debug("simulator step %s on %s: %s", action, row.number, exc.message("en"))
 
     def _note(self, message: str) -> None:
+        """Say what went wrong (log and the last 50 in ``stats.errors``)."""
         log.warning(message)
         self.stats.errors.append(message)
         del self.stats.errors[:-50]
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error as one line (a driver's message runs over several)."""
+    from db.errors import GridError
+
+    if isinstance(exc, GridError):
+        return exc.message("en")
+    orig = getattr(exc, "orig", exc)
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__

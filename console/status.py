@@ -34,4 +34,7 @@ def database_status(engine: Engine) -> dict:
             "cases_by_status": by_status,
             "log_seq": conn.execute(select(func.coalesce(func.max(CaseLog.seq), 0))).scalar_one(),
         }
+    from db.audit import last_check
+
+    status["audit"] = last_check(engine)  # when the log's hash chain was last verified
     return status

@@ -48,9 +48,16 @@ class _Task(QRunnable):
         try:
             result = self.fn()
         except Exception as exc:  # delivered to the caller's error handler
-            self.relay.failed.emit(exc)
+            self._emit(self.relay.failed, exc)
         else:
-            self.relay.done.emit(result)
+            self._emit(self.relay.done, result)
+
+    @staticmethod
+    def _emit(signal, value) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the relay went with the application (work done at exit)
+            pass
 
 
 _live: set[_Relay] = set()

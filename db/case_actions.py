@@ -8,7 +8,7 @@ Every action follows the same path (``perform``):
 3. compare the caller's expected version with the row's: a mismatch means
    someone else acted first, and the caller gets a ``Conflict`` naming who,
    what and when;
-4. check the transition against ``console.workflow`` and the case's own
+4. check the transition against ``db.workflow`` and the case's own
    conditions (is it this department's case, is an extension pending);
 5. update the row (version + 1), append the case-log entry, whose trigger
    sends NOTIFY; commit.
@@ -39,22 +39,8 @@ from sqlalchemy import (
     update,
 )
 
-from console.config import hall_timezone
-from console.workflow import (
-    ACTIONS,
-    OPEN_STATUSES,
-    PAST_EN,
-    ROLE_LABELS,
-    SEVERITIES,
-    SOURCES,
-    STATUS_LABELS,
-    Status,
-    action_label,
-    label,
-    role_may,
-    stage_of,
-)
 from db import validation as v
+from db.clock import hall_timezone
 from db.errors import BadInput, Conflict, Forbidden, NotFound
 from db.locate import grid_at, in_territory
 from db.models import (
@@ -68,8 +54,24 @@ from db.models import (
     TimeLimit,
     Worker,
 )
-from db.session import transaction, with_retry
+from db.session import bind, transaction, with_retry
 from db.users import Actor
+from db.workflow import (
+    ACTIONS,
+    OPEN_STATUSES,
+    PAST_EN,
+    REPORTING_WORKER_SOURCE,
+    ROLE_LABELS,
+    SEVERITIES,
+    SOURCE_LABELS,
+    SOURCES,
+    STATUS_LABELS,
+    Status,
+    action_label,
+    label,
+    role_may,
+    stage_of,
+)
 
 C = Case.__table__
 L = CaseLog.__table__
@@ -156,6 +158,7 @@ def perform(
 
 def _act(engine, actor, rule, action, number, expected_version, clean) -> ActionResult:
     with transaction(engine) as conn:
+        bind(conn, actor, action)
         row = _lock_case(conn, number)
         if row.version != expected_version:
             raise Conflict(*_conflict_message(conn, row))
@@ -349,6 +352,16 @@ def _clean_report(p: dict) -> dict:
     category = p.get("category")
     if not isinstance(category, str) or not category.strip():
         raise BadInput("请选择问题类别。", "A category is required.")
+    worker = p.get("worker")
+    worker = str(worker).strip() if worker not in (None, "") else None
+    if worker is not None and (len(worker) > 40 or not worker.isprintable()):
+        raise BadInput("网格员编号无效。", "That is not a worker code.")  # one line, always
+    if worker is not None and source != REPORTING_WORKER_SOURCE:
+        raise BadInput(
+            f"只有来源为“{label(SOURCE_LABELS, REPORTING_WORKER_SOURCE)}”的案件才记录上报网格员。",
+            f"A reporting worker goes only with the source '{REPORTING_WORKER_SOURCE}' "
+            f"({label(SOURCE_LABELS, REPORTING_WORKER_SOURCE, 'en')}).",
+        )
     return {
         "lon": lon,
         "lat": lat,
@@ -363,6 +376,7 @@ def _clean_report(p: dict) -> dict:
         "reporter_phone": v.text_field(p.get("reporter_phone"), "reporter_phone", 30),
         "onsite": bool(p.get("onsite")),
         "attachments": v.attachments(p.get("attachments")),
+        "worker": worker,
     }
 
 
@@ -508,6 +522,24 @@ def _worker_id(conn: Connection, code) -> int | None:
     return found
 
 
+def _reporting_worker_id(conn: Connection, code: str | None) -> int | None:
+    """The active grid worker ``code`` who reports a case (None without one).
+
+    Unlike a dispatch's worker, a reporter must be on the roster now: the ranking by
+    worker (docs/DOMAIN.md, Evaluation) credits the case to them, so a retired or
+    mistyped code is refused rather than recorded.
+    """
+    if code is None:
+        return None
+    found = conn.execute(select(W.c.id, W.c.active).where(W.c.code == code)).first()
+    if found is None:
+        raise BadInput(f"未知网格员“{code}”。", f"Unknown worker '{code}'.")
+    if not found.active:
+        raise BadInput(f"网格员“{code}”已停用，不能作为上报人。",
+                       f"Worker '{code}' is inactive and cannot be the reporter.")
+    return found.id
+
+
 def _limits(conn: Connection, category_id: int, severity: str):
     row = conn.execute(
         select(T).where(and_(T.c.category_id == category_id, T.c.severity == severity))
@@ -562,6 +594,8 @@ def _store_attachments(case_id: int, files, actor: Actor) -> Callable[[Connectio
 
 def _report(engine: Engine, actor: Actor, p: dict) -> ActionResult:
     with transaction(engine) as conn:
+        bind(conn, actor, "report")
+        reporter_worker_id = _reporting_worker_id(conn, p["worker"])
         cat = _category(conn, p["category"])
         limits = _limits(conn, cat.id, p["severity"])
         if not in_territory(conn, p["lon"], p["lat"]):
@@ -597,6 +631,7 @@ def _report(engine: Engine, actor: Actor, p: dict) -> ActionResult:
             "status": status,
             "onsite": p["onsite"],
             "reported_at": now,
+            "reporter_worker_id": reporter_worker_id,
             "version": 1,
             "updated_at": now,
             **_stage(None, status, now, limits),
@@ -615,6 +650,8 @@ def _report(engine: Engine, actor: Actor, p: dict) -> ActionResult:
             "onsite": p["onsite"],
             "attachments": len(p["attachments"]),
         }
+        if p["worker"] is not None:
+            payload["worker"] = p["worker"]
         seq = append_log(conn, actor, case_id, number, "report", None, status, 1, None, payload)
     return ActionResult(case_id, number, "report", status, 1, seq)
 
@@ -638,7 +675,13 @@ def _merge(ctx: Ctx) -> Change:
     into = ctx.params["into"]
     if into == ctx.row.number:
         raise BadInput("不能把案件合并到它自己。", "A case cannot be merged into itself.")
-    target = ctx.conn.execute(select(C.c.id, C.c.status).where(C.c.number == into)).first()
+    # Locked, so its status is still true at commit: A→B and B→C merged at once
+    # must not leave A merged into a case that is itself merged (the second to lock
+    # waits, then sees B merged and is refused).  A→B against B→A deadlocks
+    # instead, and the victim's retry (``with_retry``) is refused the same way.
+    target = ctx.conn.execute(
+        select(C.c.id, C.c.status).where(C.c.number == into).with_for_update()
+    ).first()
     if target is None:
         raise NotFound(f"案件“{into}”不存在。", f"No case numbered '{into}'.")
     if target.status in (Status.MERGED, Status.REJECTED):

@@ -6,10 +6,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Engine, and_, any_, bindparam, func, or_, select
+from sqlalchemy import BigInteger, Connection, Engine, and_, any_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from console.workflow import OPEN_STATUSES
 from db.errors import NotFound
 from db.models import (
     Attachment,
@@ -21,7 +20,10 @@ from db.models import (
     Department,
     Grid,
     Street,
+    Worker,
 )
+from db.session import connection
+from db.workflow import OPEN_STATUSES
 
 C = Case.__table__
 L = CaseLog.__table__
@@ -30,6 +32,7 @@ CAT = Category.__table__
 D = Department.__table__
 G = Grid.__table__
 ATT = Attachment.__table__
+W = Worker.__table__
 
 
 @dataclass
@@ -109,9 +112,11 @@ def list_cases(
         return [CaseSummary(**r._mapping) for r in conn.execute(stmt)]
 
 
-def case_detail(engine: Engine, number: str) -> dict:
-    """Everything about one case: fields, assignments, attachments, timeline."""
-    with engine.connect() as conn:
+def case_detail(engine: Engine | Connection, number: str) -> dict:
+    """Everything about one case: fields, assignments (departments with their names),
+    the worker it was dispatched to (``worker``: code and name, or None), attachments,
+    timeline."""
+    with connection(engine) as conn:
         row = conn.execute(
             _summary_select()
             .add_columns(
@@ -135,11 +140,25 @@ def case_detail(engine: Engine, number: str) -> dict:
             raise NotFound(f"案件“{number}”不存在。", f"No case numbered '{number}'.")
         case_id = row.id
         assignments = conn.execute(
-            select(D.c.code, A.c.is_lead, A.c.acknowledged_at, A.c.fed_back_at, A.c.feedback)
+            select(
+                D.c.code,
+                D.c.name,
+                D.c.name_en,
+                A.c.is_lead,
+                A.c.acknowledged_at,
+                A.c.fed_back_at,
+                A.c.feedback,
+            )
             .select_from(A.join(D, D.c.id == A.c.department_id))
             .where(A.c.case_id == case_id)
             .order_by(A.c.is_lead.desc(), D.c.code)
         ).all()
+        # The field worker the case was dispatched to, if the dispatcher named one.
+        worker = conn.execute(
+            select(W.c.code, W.c.name)
+            .select_from(C.join(W, W.c.id == C.c.worker_id))
+            .where(C.c.id == case_id)
+        ).first()
         files = conn.execute(
             select(ATT.c.id, ATT.c.filename, ATT.c.mime, ATT.c.size, ATT.c.uploaded_by)
             .where(ATT.c.case_id == case_id)
@@ -163,6 +182,7 @@ def case_detail(engine: Engine, number: str) -> dict:
         ).all()
     out = {k: v for k, v in row._mapping.items() if k != "id"}
     out["assignments"] = [dict(a._mapping) for a in assignments]
+    out["worker"] = dict(worker._mapping) if worker is not None else None
     out["attachments"] = [dict(f._mapping) for f in files]
     out["log"] = [dict(e._mapping) for e in log]
     return out

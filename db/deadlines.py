@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, case, func, literal, select, update
+from sqlalchemy import Engine, and_, func, literal, select, text
 
-from console.workflow import OPEN_STATUSES
-from db.case_actions import C, append_log
+from db.case_actions import C
 from db.session import transaction
-from db.users import system_actor
+from db.workflow import OPEN_STATUSES
 
 WARN_FRACTION = 0.8
 
@@ -62,64 +61,11 @@ def cases_near_deadline(
 def escalate_overdue(engine: Engine) -> list[str]:
     """Escalate overdue open cases: 督办 when overdue, 挂牌督办 at twice the limit.
 
-    Each case is its own transaction; rows another operator holds are skipped
-    (``SKIP LOCKED``) and picked up on the next run instead of waiting.
+    The database does it (``grid_escalate_overdue``, revision 0005) as the built-in
+    ``system`` identity: the function takes no arguments and escalates only what the
+    clock and the stored deadlines say is overdue, so any console may ask for it
+    and none can make it do anything else.  Rows another operator holds are skipped
+    (``SKIP LOCKED``) and picked up on the next run.
     """
-    actor = system_actor(engine)
-    span = C.c.stage_due_at - C.c.stage_started_at
-    target = case(
-        (func.now() >= C.c.stage_due_at + span, 2),
-        (func.now() >= C.c.stage_due_at, 1),
-        else_=0,
-    )
-    with engine.connect() as conn:
-        candidates = (
-            conn.execute(
-                select(C.c.id).where(
-                    and_(
-                        C.c.status.in_(OPEN_STATUSES),
-                        C.c.stage_due_at.is_not(None),
-                        C.c.stage_due_at <= func.now(),
-                        C.c.escalation < target,
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    escalated = []
-    for case_id in candidates:
-        with transaction(engine) as conn:
-            row = conn.execute(
-                select(
-                    C.c.id,
-                    C.c.number,
-                    C.c.status,
-                    C.c.version,
-                    C.c.escalation,
-                    target.label("target"),
-                )
-                .where(and_(C.c.id == case_id, C.c.status.in_(OPEN_STATUSES)))
-                .with_for_update(skip_locked=True)
-            ).first()
-            if row is None or row.target is None or row.target <= row.escalation:
-                continue
-            conn.execute(
-                update(C)
-                .where(C.c.id == row.id)
-                .values(escalation=row.target, version=row.version + 1, updated_at=func.now())
-            )
-            append_log(
-                conn,
-                actor,
-                row.id,
-                row.number,
-                "auto_escalate",
-                row.status,
-                row.status,
-                row.version + 1,
-                "超时自动督办 / overdue",
-                {"level": int(row.target), "previous": row.escalation},
-            )
-            escalated.append(row.number)
-    return escalated
+    with transaction(engine) as conn:
+        return list(conn.execute(text("SELECT * FROM grid_escalate_overdue()")).scalars())

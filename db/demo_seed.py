@@ -4,8 +4,10 @@ Everything a new user needs to see the console work: the real boundary
 divided into grids, departments and categories, a roster per grid with one
 full-time worker carrying a terminal, cameras on the streets, one login per
 role, and 30 days of history (about 600 cases a day) that went through the
-real lifecycle with realistic delays: some overdue and escalated, some
-returned, reworked, extended or handled on the spot, the newest still open.
+real lifecycle as a good district works it: every step inside its stage's
+time limit except the handling of a small share of cases (``overdue_share``),
+which overran and was escalated; some returned, reworked, extended or handled
+on the spot, the newest still open.
 
 The history is generated as events and bulk-loaded (COPY), in time order,
 so log sequence order is time order and the whole seed takes seconds.
@@ -23,15 +25,23 @@ from importlib import resources
 
 from sqlalchemy import Engine, text
 
-from console.config import hall_timezone
 from db.case_actions import LOG_ORDER_LOCK
+from db.clock import hall_timezone
+from db.demo_accounts import demo_password as demo_account_password
+from db.demo_accounts import mark_demo
 from db.errors import BadInput
+from db.passwords import hash_password
 from db.reference import ensure_reference
 from db.session import transaction
 from db.territory import copy_rows, import_district, reserve_ids
-from db.users import hash_password
+from db.workflow import OPEN_STATUSES
 
 DEMO_ADCODE = "110101"
+# The share of dispatched cases whose handling overruns its time limit.  A good
+# district (the seeds' numbers) closes 95–99 % of its cases and most on time;
+# the rest work inside every stage's limit, so the queue a new user first sees
+# holds a handful of escalated, overdue cases rather than a wall of red.
+DEFAULT_OVERDUE_SHARE = 0.02
 
 # One login per role, with the demo password printed by the command.
 DEMO_USERS = [
@@ -55,6 +65,11 @@ TERMINAL_USER = ("terminal", "intake", "巡查终端")
 
 def demo_password(role: str) -> str:
     return f"demo-{role}"
+
+
+def demo_logins() -> list[tuple[str, str, str]]:
+    """The demo's logins as (user, role, password), as the README's table lists them."""
+    return [(name, role, demo_account_password(name)) for name, role, *_ in DEMO_USERS]
 
 
 SURNAMES = (
@@ -132,6 +147,7 @@ class SeedSummary:
     open_cases: int
     seconds: float
     by_status: dict = field(default_factory=dict)
+    overdue_cases: int = 0  # open and past the stage deadline when the history ends
 
     def as_json(self) -> dict:
         return {
@@ -144,6 +160,7 @@ class SeedSummary:
             "cases": self.cases,
             "log_entries": self.log_entries,
             "open_cases": self.open_cases,
+            "overdue_cases": self.overdue_cases,
             "by_status": self.by_status,
             "seconds": round(self.seconds, 2),
         }
@@ -171,8 +188,17 @@ def seed_demo(
     cases_per_day: int = 600,
     seed: int = 20261121,
     now: datetime | None = None,
+    overdue_share: float = DEFAULT_OVERDUE_SHARE,
 ) -> SeedSummary:
-    """Build the demo district in an empty database (refuses one that has cases)."""
+    """Build the demo district in an empty database (refuses one that has cases).
+
+    ``overdue_share`` is the share of dispatched cases whose handling overran its
+    deadline: escalated when it passed (督办, at twice the limit 挂牌督办), most of
+    them closed late since, the few still running when the history ends overdue
+    in the queue.  Every other step of every case came inside its stage's limit.
+    """
+    if not 0.0 <= overdue_share <= 1.0:
+        raise BadInput("超时比例须在 0–1 之间。", "The overdue share must be between 0 and 1.")
     started = time.monotonic()
     with engine.connect() as conn:
         has_cases = conn.execute(text('SELECT EXISTS (SELECT 1 FROM "case")')).scalar()
@@ -194,31 +220,35 @@ def seed_demo(
     now = now or datetime.now(UTC)
     with transaction(engine) as conn:
         users = _users(conn)
+        mark_demo(conn)
         world = _World.load(conn)
         workers, devices = _roster(conn, world, rng)
         cameras = _cameras(conn, world, rng)
-        history = _History(world, users, rng, now)
+        history = _History(world, users, rng, now, overdue_share)
         history.generate(days, cases_per_day)
         log_entries = history.write(conn)
     with engine.connect() as conn:
         by_status = dict(
             conn.execute(text('SELECT status, count(*) FROM "case" GROUP BY status')).all()
         )
-    open_cases = sum(
-        v for k, v in by_status.items() if k not in ("closed", "archived", "rejected", "merged")
-    )
+        overdue = conn.execute(
+            text('SELECT count(*) FROM "case" WHERE status = ANY(:s) AND stage_due_at < :now'),
+            {"s": list(OPEN_STATUSES), "now": now},
+        ).scalar_one()
+    open_cases = sum(v for k, v in by_status.items() if k in OPEN_STATUSES)
     return SeedSummary(
         DEMO_ADCODE,
         len(world.grids),
         workers,
         devices,
         cameras,
-        [(name, role, demo_password(role)) for name, role, *_ in DEMO_USERS],
+        demo_logins(),
         len(history.cases),
         log_entries,
         open_cases,
         time.monotonic() - started,
         by_status,
+        overdue,
     )
 
 
@@ -227,16 +257,15 @@ def seed_demo(
 
 def _users(conn) -> dict:
     """Create the demo logins and staff; return actors by role (and by department)."""
-    hashes = {role: hash_password(demo_password(role)) for _, role, *_ in DEMO_USERS}
     depts = dict(conn.execute(text("SELECT code, id FROM department")).all())
     dept_names = dict(conn.execute(text("SELECT code, name FROM department")).all())
     rows = [
-        (name, display, role, hashes[role], depts.get(dept) if dept else None)
+        (name, display, role, None, depts.get(dept) if dept else None)
         for name, role, display, dept in DEMO_USERS
     ]
     for role, names in STAFF.items():
         rows += [
-            (f"{role}{i + 2}", display, role, hashes[role], None) for i, display in enumerate(names)
+            (f"{role}{i + 2}", display, role, None, None) for i, display in enumerate(names)
         ]
     for code, dept_id in depts.items():
         if code != "huanwei":
@@ -245,11 +274,14 @@ def _users(conn) -> dict:
                     f"dept_{code}",
                     f"{dept_names[code]}值班员",
                     "department",
-                    hashes["department"],
+                    None,
                     dept_id,
                 )
             )
     rows.append((TERMINAL_USER[0], TERMINAL_USER[2], TERMINAL_USER[1], None, None))
+    # Every login its own password (demo-<login>, db.demo_accounts) and its own salt:
+    # no two rows share a hash, and the simulator logs each in like any operator.
+    rows = [(n, d, r, hash_password(demo_account_password(n)), dep) for n, d, r, _, dep in rows]
     ids = {}
     for name, display, role, pw_hash, dept_id in rows:
         ids[name] = conn.execute(
@@ -282,6 +314,7 @@ class _World:
     categories: list  # (id, code, name, kind, class_code, default_department_id)
     limits: dict  # (category_id, severity) → row
     departments: list[int]
+    grid_worker: dict[int, int] = field(default_factory=dict)  # grid → its full-time worker
 
     @classmethod
     def load(cls, conn) -> _World:
@@ -347,6 +380,7 @@ def _roster(conn, world: _World, rng: random.Random) -> tuple[int, int]:
             leads.setdefault(g.id, {})["worker"] = wid
         if role == "grid_leader":
             leads.setdefault(g.id, {})["leader"] = wid
+    world.grid_worker = {gid: v["worker"] for gid, v in leads.items()}
     copy_rows(
         conn,
         "worker",
@@ -378,18 +412,24 @@ def _cameras(conn, world: _World, rng: random.Random, count: int = 60) -> int:
     for k, g in enumerate(world.grids[::step][:count]):
         lon, lat = rng.choice(cells_by_grid.get(g.id) or [(0, 0)])
         road = rng.choice(STREETS)
+        code = f"CAM{k + 1:03d}"
         rows.append(
             [
-                f"CAM{k + 1:03d}",
+                code,
                 f"{road}{rng.randint(1, 99)}号路口",
                 lon,
                 lat,
-                "",
+                # The demo's generated scenes, served by the simulator (console.video.demo).
+                f"demo://{code}/main",
+                f"demo://{code}/sub",
                 g.id,
                 rng.choice([0, 90, 180, 270]),
+                (50.0, 60.0, 70.0, 90.0)[k % 4],  # no draw: the seed's later draws stay
+                "{" + f"{road},{'重点部位' if k % 6 == 0 else '街面'}" + "}",
             ]
         )
-    copy_rows(conn, "camera", ["code", "name", "lon", "lat", "url", "grid_id", "heading"], rows)
+    copy_rows(conn, "camera", ["code", "name", "lon", "lat", "url", "sub_url", "grid_id",
+                               "heading", "view_angle", "groups"], rows)
     return len(rows)
 
 
@@ -410,8 +450,16 @@ class _Event:
 class _History:
     """Generates cases as sequences of timed events, then writes them in time order."""
 
-    def __init__(self, world: _World, users: dict, rng: random.Random, now: datetime):
+    def __init__(
+        self,
+        world: _World,
+        users: dict,
+        rng: random.Random,
+        now: datetime,
+        overdue_share: float = DEFAULT_OVERDUE_SHARE,
+    ):
         self.world = world
+        self.overdue_share = overdue_share
         self.users = users
         self.rng = rng
         self.now = now
@@ -484,6 +532,8 @@ class _History:
             "closed_at": None,
             "close_due_at": None,
             "stage": ("reported", reported),
+            "stage_extra_h": 0.0,
+            "worker_id": None,
         }
         self.cases.append(case)
         events = self._path(case, cat, limits, severity)
@@ -496,6 +546,16 @@ class _History:
             self.events.append((ev.at, case["idx"], ev))
         case["version"] = version
 
+    def _within(self, limit_h: float, typical_min: float) -> timedelta:
+        """How long one step takes: around its typical time, always inside its stage's limit.
+
+        The hall of a good district works inside its time limits; only the cases
+        drawn as late (``overdue_share``) overrun, and only their handling stage.
+        """
+        rng = self.rng
+        cap_min = limit_h * 60 * rng.uniform(0.5, 0.95)
+        return timedelta(minutes=min(rng.expovariate(1 / max(typical_min, 0.5)), cap_min))
+
     def _path(self, case: dict, cat, limits, severity: str) -> list[_Event]:
         rng = self.rng
         f = {"normal": 1.0, "urgent": 0.25, "emergency": 0.1}[severity]
@@ -504,9 +564,9 @@ class _History:
         reporter = terminal if case["source"] == "patrol" else self.actor("intake")
         ev = [_Event(t, "report", None, "reported", reporter)]
 
-        def later(minutes: float) -> datetime:
+        def step(limit_h: float, typical_min: float) -> datetime:
             nonlocal t
-            t = t + timedelta(minutes=rng.expovariate(1 / max(minutes, 0.5)))
+            t = t + self._within(limit_h, typical_min)
             return t
 
         u = rng.random()
@@ -517,7 +577,7 @@ class _History:
             )
             ev.append(
                 _Event(
-                    later(120),
+                    step(limits.verify_h, 120),
                     "verify_pass",
                     "awaiting_verification",
                     "closed",
@@ -529,7 +589,7 @@ class _History:
         if u < 0.12:
             ev.append(
                 _Event(
-                    later(25 * f),
+                    step(limits.accept_h, 25 * f),
                     "reject",
                     "reported",
                     "rejected",
@@ -538,12 +598,12 @@ class _History:
                 )
             )
             return ev
-        ev.append(_Event(later(15 * f), "accept", "reported", "accepted", intake))
+        ev.append(_Event(step(limits.accept_h, 15 * f), "accept", "reported", "accepted", intake))
         if u < 0.15 and self.cases[:-1]:
             target = self.cases[max(0, len(self.cases) - rng.randint(2, 40))]
             ev.append(
                 _Event(
-                    later(10 * f),
+                    step(limits.file_h, 10 * f),
                     "merge",
                     "accepted",
                     "merged",
@@ -552,29 +612,31 @@ class _History:
                 )
             )
             return ev
-        ev.append(_Event(later(20 * f), "file", "accepted", "filed", intake))
+        ev.append(_Event(step(limits.file_h, 20 * f), "file", "accepted", "filed", intake))
         slow = rng.random() < 0.08
         dispatcher = self.actor("dispatcher")
         dept = cat.default_department_id or rng.choice(self.world.departments)
+        # A dispatcher often names the grid's own full-time worker as well.
+        worker = self.world.grid_worker.get(case["grid_id"]) if rng.random() < 0.4 else None
 
-        def dispatch_to(department: int) -> None:
+        def dispatch_to(department: int, worker_id: int | None) -> None:
             ev.append(
                 _Event(
-                    later((180 if slow else 25) * f),
+                    step(limits.dispatch_h, (180 if slow else 25) * f),
                     "dispatch",
                     "filed",
                     "dispatched",
                     dispatcher,
-                    payload={"department_id": department},
+                    payload={"department_id": department, "worker_id": worker_id},
                 )
             )
 
         if rng.random() < 0.05:  # sent to the wrong department first
             wrong = rng.choice([d for d in self.world.departments if d != dept])
-            dispatch_to(wrong)
+            dispatch_to(wrong, None)
             ev.append(
                 _Event(
-                    later(60),
+                    step(limits.handle_h, 60),
                     "return",
                     "dispatched",
                     "filed",
@@ -583,89 +645,17 @@ class _History:
                     payload={"department_id": wrong},
                 )
             )
-        dispatch_to(dept)
+        dispatch_to(dept, worker)
         dept_actor = self.users["dept"].get(dept, intake)
-        handle_h = limits.handle_h
+        late = rng.random() < self.overdue_share
         rounds = 2 if rng.random() < 0.07 else 1
         for r in range(rounds):
-            ev.append(
-                _Event(
-                    later(40 * f),
-                    "acknowledge",
-                    "dispatched",
-                    "in_progress",
-                    dept_actor,
-                    payload={"department_id": dept},
-                )
-            )
-            due = t + timedelta(hours=handle_h)
-            if r == 0 and rng.random() < 0.02:
-                ev.append(
-                    _Event(
-                        later(60),
-                        "request_extension",
-                        "in_progress",
-                        "in_progress",
-                        dept_actor,
-                        "需要协调施工队伍",
-                        {"hours": 24},
-                    )
-                )
-                ev.append(
-                    _Event(
-                        later(60),
-                        "approve_extension",
-                        "in_progress",
-                        "in_progress",
-                        self.actor("leader"),
-                        None,
-                        {"hours": 24, "approved": True},
-                    )
-                )
-                due += timedelta(hours=24)
-            hours = rng.lognormvariate(math.log(handle_h * 0.45), 0.75)
-            finish = t + timedelta(hours=hours)
-            if finish > due:  # overdue: the system escalates, twice if far over
-                ev.append(
-                    _Event(
-                        due,
-                        "auto_escalate",
-                        "in_progress",
-                        "in_progress",
-                        self.users["role"]["system"][0],
-                        "超时自动督办 / overdue",
-                        {"level": 1, "previous": 0},
-                    )
-                )
-                if finish > due + timedelta(hours=handle_h):
-                    ev.append(
-                        _Event(
-                            due + timedelta(hours=handle_h),
-                            "auto_escalate",
-                            "in_progress",
-                            "in_progress",
-                            self.users["role"]["system"][0],
-                            "超时自动督办 / overdue",
-                            {"level": 2, "previous": 1},
-                        )
-                    )
-            t = max(finish, ev[-1].at)
-            ev.append(
-                _Event(
-                    t,
-                    "feedback",
-                    "in_progress",
-                    "awaiting_verification",
-                    dept_actor,
-                    None,
-                    {"department_id": dept, "evidence": "已处置完毕，附现场照片"},
-                )
-            )
+            t = self._handle(ev, t, limits, f, dept, dept_actor, late and r == 0, r == 0)
             verifier = self.actor("verifier")
             if r == 0 and rounds == 2:
                 ev.append(
                     _Event(
-                        later(150),
+                        step(limits.verify_h, 150),
                         "verify_fail",
                         "awaiting_verification",
                         "dispatched",
@@ -673,13 +663,81 @@ class _History:
                         rng.choice(REWORK_REASONS),
                     )
                 )
-                handle_h = max(limits.handle_h * 0.5, 1.0)
         ev.append(
             _Event(
-                later(150), "verify_pass", "awaiting_verification", "closed", self.actor("verifier")
+                step(limits.verify_h, 150),
+                "verify_pass",
+                "awaiting_verification",
+                "closed",
+                self.actor("verifier"),
             )
         )
         return self._archive(ev, t)
+
+    def _handle(
+        self, ev: list[_Event], start: datetime, limits, f: float, dept: int, dept_actor,
+        late: bool, first_round: bool,
+    ) -> datetime:
+        """One handling round from dispatch (or rework) to feedback; returns the feedback time.
+
+        The handling clock runs from the moment the case entered ``dispatched``
+        (acknowledging does not restart it), as the services keep it.  A round
+        on time feeds back before the deadline; a late one overruns it and is
+        escalated by the system when the deadline passes (督办), and again at
+        twice the limit (挂牌督办) if it is still not done, as
+        ``db.deadlines.escalate_overdue`` would have done.
+        """
+        rng = self.rng
+        limit = timedelta(hours=limits.handle_h)
+        ack = start + min(
+            timedelta(minutes=rng.expovariate(1 / max(40 * f, 0.5))), limit * rng.uniform(0.1, 0.3)
+        )
+        ev.append(
+            _Event(
+                ack, "acknowledge", "dispatched", "in_progress", dept_actor,
+                payload={"department_id": dept},
+            )
+        )
+        due, last = start + limit, ack
+        if first_round and rng.random() < 0.02:  # more time asked for, and granted
+            asked = ack + limit * rng.uniform(0.05, 0.2)
+            granted = asked + min(timedelta(minutes=rng.expovariate(1 / 60)), limit * 0.2)
+            ev.append(
+                _Event(
+                    asked, "request_extension", "in_progress", "in_progress", dept_actor,
+                    "需要协调施工队伍", {"hours": 24},
+                )
+            )
+            ev.append(
+                _Event(
+                    granted, "approve_extension", "in_progress", "in_progress",
+                    self.actor("leader"), None, {"hours": 24, "approved": True},
+                )
+            )
+            due, last = due + timedelta(hours=24), granted
+        span = due - start  # the stage's whole allowance, extension included
+        if late:
+            finish = due + span * rng.uniform(0.05, 1.5)
+            system = self.users["role"]["system"][0]
+            for level, at in ((1, due), (2, due + span)):
+                if finish > at:
+                    ev.append(
+                        _Event(
+                            at, "auto_escalate", "in_progress", "in_progress", system,
+                            "超时自动督办 / overdue", {"level": level, "previous": level - 1},
+                        )
+                    )
+        else:
+            hours = rng.lognormvariate(math.log(limits.handle_h * 0.3), 0.6)
+            finish = start + min(timedelta(hours=hours), span * rng.uniform(0.6, 0.97))
+            finish = max(finish, last + (due - last) * rng.uniform(0.05, 0.5))
+        ev.append(
+            _Event(
+                finish, "feedback", "in_progress", "awaiting_verification", dept_actor, None,
+                {"department_id": dept, "evidence": "已处置完毕，附现场照片"},
+            )
+        )
+        return finish
 
     def _archive(self, ev: list[_Event], closed: datetime) -> list[_Event]:
         rng = self.rng
@@ -717,6 +775,7 @@ class _History:
             keep_stage = action == "acknowledge"  # the handle clock runs on from dispatch
             if not keep_stage:
                 case["stage"] = (ev.to_status, ev.at)
+                case["stage_extra_h"] = 0.0  # an extension moves only the stage it was granted in
         case["status"] = ev.to_status
         if action == "report" and ev.payload.get("onsite"):
             case["filed_at"] = case["feedback_at"] = ev.at
@@ -726,6 +785,7 @@ class _History:
             case["close_due_at"] = ev.at + timedelta(hours=limits.close_h)
         elif action == "dispatch":
             case["department_id"] = ev.payload["department_id"]
+            case["worker_id"] = ev.payload.get("worker_id")
             case["dispatched_at"] = ev.at
             self.assignments[case["idx"]] = {
                 "department_id": ev.payload["department_id"],
@@ -736,7 +796,7 @@ class _History:
             }
         elif action == "return":
             case["return_count"] += 1
-            case["department_id"] = None
+            case["department_id"] = case["worker_id"] = None
             self.assignments.pop(case["idx"], None)
         elif action == "acknowledge":
             self.assignments[case["idx"]]["acknowledged_at"] = ev.at
@@ -760,11 +820,15 @@ class _History:
         elif action == "approve_extension":
             case["extension_pending_h"] = None
             case["extended_h"] += ev.payload["hours"]
+            case["stage_extra_h"] += ev.payload["hours"]
+            if case["close_due_at"] is not None:  # as the service moves both deadlines
+                case["close_due_at"] += timedelta(hours=ev.payload["hours"])
         status, since = case["stage"]
         hours = stage_hours.get(status)
-        extra = case["extended_h"] if status in ("dispatched", "in_progress") else 0.0
         case["stage_started_at"] = since
-        case["stage_due_at"] = since + timedelta(hours=hours + extra) if hours else None
+        case["stage_due_at"] = (
+            since + timedelta(hours=hours + case["stage_extra_h"]) if hours else None
+        )
         case["updated_at"] = ev.at
 
     def write(self, conn) -> int:
@@ -795,6 +859,7 @@ class _History:
             "status",
             "onsite",
             "department_id",
+            "worker_id",
             "merged_into_id",
             "escalation",
             "rework_count",
@@ -832,6 +897,7 @@ class _History:
                     case["status"],
                     case["onsite"],
                     case["department_id"],
+                    case["worker_id"],
                     merged_into.get(case["idx"]),
                     case["escalation"],
                     case["rework_count"],

@@ -5,16 +5,27 @@ from the ``pgserver`` wheel under the data directory.  The server is reused
 across runs: a second console on the same machine attaches to the running
 one, and the last process to exit stops it cleanly (pgserver counts the
 processes holding a handle).
+
+The data directory is created private (``0700``: it holds the server, the
+gateway's queue and the audit anchor).  pgserver counts its handles in
+``pgdata/.handle_pids.json``; a console killed without a chance to clean up
+(SIGKILL, a power cut) leaves its process id there, and the server would then
+never be stopped by the last real holder, so a start first forgets the ids of
+processes that no longer exist.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
+import os
+import stat
 import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
+
+from db.files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +44,18 @@ class EmbeddedServer:
 
         _patch_socket_dir(pg_module)
 
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = private_dir(Path(data_dir))
         self.pgdata = self.data_dir / "pgdata"
         log.info("starting embedded PostgreSQL in %s", self.pgdata)
+        with pg_module.PostgresServer._lock:  # pgserver's own lock over its handle file
+            forget_dead_handles(self.pgdata)
         self._server = pgserver.get_server(
             self.pgdata, cleanup_mode="stop" if stop_on_exit else None
         )
+        if os.geteuid() == 0:
+            # As root pgserver runs the server as a user of its own and opens every
+            # parent of pgdata to it (o+rx); traversing is all it needs.
+            os.chmod(self.data_dir, 0o711)
         self.socket_dir = _socket_dir(self._server.get_uri())
         self.database = database
         self._ensure_database(database)
@@ -68,15 +84,52 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Stop the server now if this process holds the last handle on it."""
         self._server.cleanup()
+        sock = self.socket_dir
+        if sock.parent == Path(tempfile.gettempdir()) and sock.name.startswith("grid-pg-"):
+            try:
+                sock.rmdir()  # our mkdtemp's; still holding a socket while the server runs
+            except OSError:
+                pass
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop the ids of processes that are gone from pgserver's handle file; return them."""
+    path = Path(pgdata) / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(pids, list):
+        return []
+    alive = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
+    dead = [pid for pid in pids if pid not in alive]
+    if dead:
+        log.info("forgetting handles of processes gone: %s", dead)
+        path.write_text(json.dumps(alive))
+    return dead
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _patch_socket_dir(pg_module) -> None:
-    """Keep the server's socket directory free of spaces.
+    """Keep the server's socket directory free of spaces, and private.
 
     pgserver hands the socket directory to ``postgres -k`` unquoted, so a data
     directory such as macOS's "Application Support" would split into two
     arguments and the server would not start.  When the chosen directory has
-    whitespace, use a private one under the system temp directory instead.
+    whitespace, use a new private one under the system temp directory instead:
+    ``mkdtemp`` (a fresh, unguessable name, created ``0700``), checked to be a
+    real directory of this user's with that mode, so no other user of the
+    machine can have put one there first and see or replace the socket.
+    Attaching consoles read the directory from ``postmaster.pid``, so its name
+    need not be predictable.
     """
     original = getattr(
         pg_module.find_suitable_socket_dir, "__wrapped__", pg_module.find_suitable_socket_dir
@@ -86,13 +139,25 @@ def _patch_socket_dir(pg_module) -> None:
         chosen = Path(original(pgdata, runtime_path))
         if not any(ch.isspace() for ch in str(chosen)):
             return chosen
-        digest = hashlib.sha1(str(pgdata).encode()).hexdigest()[:12]
-        safe = Path(tempfile.gettempdir()) / f"grid-pg-{digest}"
-        safe.mkdir(mode=0o700, exist_ok=True)
+        safe = Path(tempfile.mkdtemp(prefix="grid-pg-"))
+        check_private(safe)
         return safe
 
     find_socket_dir.__wrapped__ = original
     pg_module.find_suitable_socket_dir = find_socket_dir
+
+
+def check_private(directory: Path) -> None:
+    """Refuse a directory that is not this user's own, private, real directory."""
+    st = os.lstat(directory)
+    if (
+        not stat.S_ISDIR(st.st_mode)
+        or st.st_uid != os.geteuid()
+        or stat.S_IMODE(st.st_mode) != 0o700
+    ):
+        raise PermissionError(
+            f"socket directory {directory} is not a private directory of this user"
+        )
 
 
 def _socket_dir(uri: str) -> Path:

@@ -14,6 +14,7 @@ turns those into Qt signals for the window.
 from __future__ import annotations
 
 import logging
+import os
 import select as _select
 import threading
 from collections.abc import Callable
@@ -71,6 +72,14 @@ class ChangeFeed:
     ``on_entries`` receives lists of entries in sequence order; ``on_online``
     receives True when connected (after catching up) and False when the
     connection is lost.  Both run in the feed thread.
+
+    ``start_seq=None`` starts at the newest entry (less ``history`` entries),
+    read by the feed thread itself once it is connected, so whoever creates a
+    feed (the GUI thread) never waits on the database; ``on_ready(seq)`` says
+    where it started, once, so a snapshot read after it misses nothing.
+
+    ``last_seq`` moves only once ``on_entries`` has returned: a callback that
+    raises gets the same entries again after the reconnect, never loses them.
     """
 
     def __init__(
@@ -78,16 +87,20 @@ class ChangeFeed:
         dsn: str,
         on_entries: Callable[[list[LogEntry]], None],
         on_online: Callable[[bool], None] | None = None,
-        start_seq: int = 0,
+        start_seq: int | None = 0,
         heartbeat: float = 2.0,
         max_backoff: float = 5.0,
         channels: tuple[str, ...] = (),
         on_notify: Callable[[str, str], None] | None = None,
+        history: int = 0,
+        on_ready: Callable[[int], None] | None = None,
     ):
         self.dsn = dsn
         self.on_entries = on_entries
         self.on_online = on_online or (lambda online: None)
-        self.last_seq = start_seq
+        self.on_ready = on_ready or (lambda seq: None)
+        self.history = history
+        self.last_seq: int | None = start_seq
         self.heartbeat = heartbeat
         self.max_backoff = max_backoff
         # Other channels (presence, positions, territory) are passed through as
@@ -97,6 +110,9 @@ class ChangeFeed:
         self.online = False
         self.reconnects = 0
         self._stop = threading.Event()
+        # Written by ``stop`` so the thread's select returns at once instead of at the next
+        # heartbeat: closing a window (each has two feeds) no longer waits for it.
+        self._wake_r, self._wake_w = os.pipe()
         self._conn: psycopg2.extensions.connection | None = None
         self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
 
@@ -108,9 +124,19 @@ class ChangeFeed:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
         if self._thread.ident is not None:  # never started: nothing to join
             self._thread.join(timeout)
         self._close()
+        if not self._thread.is_alive():
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
 
     @property
     def backend_pid(self) -> int | None:
@@ -125,6 +151,9 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 self._connect()
+                if self.last_seq is None:
+                    self.last_seq = self._newest_seq()
+                    self.on_ready(self.last_seq)
                 self._catch_up()
                 self._set_online(True)
                 backoff = 0.1
@@ -148,11 +177,20 @@ class ChangeFeed:
                 cur.execute(f"LISTEN {channel}")
         self._conn = conn
 
+    def _newest_seq(self) -> int:
+        """Where a feed without a start begins: the newest entry, less ``history``."""
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT coalesce(max(seq), 0) FROM case_log")
+            newest = cur.fetchone()[0]
+        return max(0, newest - self.history)
+
     def _listen(self) -> None:
         conn = self._conn
         assert conn is not None
         while not self._stop.is_set():
-            ready, _, _ = _select.select([conn], [], [], self.heartbeat)
+            ready, _, _ = _select.select([conn, self._wake_r], [], [], self.heartbeat)
+            if self._stop.is_set():
+                return
             conn.poll()
             if conn.notifies:
                 others = [(n.channel, n.payload) for n in conn.notifies if n.channel != CHANNEL]
@@ -175,8 +213,8 @@ class ChangeFeed:
             if not rows:
                 return
             entries = [LogEntry(*r) for r in rows]
+            self.on_entries(entries)  # raises: the same entries again after the reconnect
             self.last_seq = entries[-1].seq
-            self.on_entries(entries)
             if len(rows) < _BATCH:
                 return
 

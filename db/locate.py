@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy import Connection, text
 
-from maps.locator import TerritoryIndex, load_index
+from maps.locator import TerritoryIndex, district_index
 
 _RECHECK_SECONDS = 5.0
 _cache: dict[str, tuple[tuple, float, TerritoryIndex]] = {}
@@ -43,6 +43,27 @@ def territory(conn: Connection) -> TerritoryIndex:
     with _lock:
         _cache[key] = (version, now, index)
     return index
+
+
+def load_index(conn: Connection) -> TerritoryIndex:
+    """Build the index of every imported district from the database."""
+    districts = []
+    for d in conn.execute(
+        text(
+            "SELECT adcode, name, origin_lon, origin_lat, dlon, dlat, n_cols, n_rows, cell_m, "
+            "min_lon, min_lat, max_lon, max_lat FROM district WHERE n_cols > 0 ORDER BY adcode"
+        )
+    ):
+        cells = conn.execute(
+            text(
+                "SELECT code, grid_id, col, row, clipped, "
+                "CASE WHEN clipped THEN geometry::text END AS geometry "
+                "FROM unit_cell WHERE adcode = :a"
+            ),
+            {"a": d.adcode},
+        ).all()
+        districts.append(district_index(d, cells))
+    return TerritoryIndex(districts)
 
 
 def forget_territory() -> None:

@@ -60,12 +60,46 @@ def check_schema(engine: Engine) -> str | None:
     return rev
 
 
+# From this revision on, the schema belongs to the role ``grid_owner``: later
+# migrations run as it (``SET ROLE``), so what they create is owned by it too.
+OWNER_REVISION = "0005"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Migrate the database to ``revision`` under an advisory lock; return the new one."""
+    """Migrate the database to ``revision`` under an advisory lock; return the new one.
+
+    The engine must carry the owner's or an administrator's credentials: up to
+    ``OWNER_REVISION`` the migrations run as that login (0005 creates the roles and
+    hands everything to ``grid_owner``), after it as ``grid_owner``.
+    """
     check_schema(engine)
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is None or current < OWNER_REVISION:
+            command.upgrade(cfg, OWNER_REVISION if revision == "head" else revision)
+        if revision == "head" or revision > OWNER_REVISION:
+            conn.execute(text("SET LOCAL ROLE grid_owner"))
+            command.upgrade(cfg, revision)
+            conn.execute(text("RESET ROLE"))
     return current_revision(engine) or ""
+
+
+def require_current(engine: Engine) -> str | None:
+    """For consoles on a shared server, which never migrate: the schema must be ours.
+
+    Raises ``SchemaError`` when it is newer (upgrade the console) or older (upgrade the
+    database with ``db upgrade`` and the owner's credentials).
+    """
+    rev = check_schema(engine)
+    head = head_revision()
+    if rev != head:
+        raise SchemaError(
+            f"数据库结构版本为 {rev or '空'}，本程序需要 {head}；"
+            "请管理员以数据库属主身份运行 python main.py db upgrade。",
+            f"The database schema is at {rev or 'nothing'}; this console needs {head}. "
+            "An administrator runs `python main.py db upgrade` with the owner's credentials.",
+        )
+    return rev

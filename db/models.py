@@ -3,7 +3,7 @@
 Geometry is stored as GeoJSON (``JSONB``) with a bounding box in plain
 columns, so no PostGIS is needed: the bounding box narrows a lookup in SQL
 and the exact test runs in Python (``maps/``).  Coordinates are WGS-84
-everywhere in the database (DESIGN §2 "Coordinates"); GCJ-02 appears only on
+everywhere in the database (docs/DOMAIN.md §2 "Coordinates"); GCJ-02 appears only on
 the way to a Chinese basemap.
 
 The migrations in ``db/migrations`` are the authority for the live schema;
@@ -13,12 +13,13 @@ the two agree.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -30,12 +31,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    Time,
     false,
     func,
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -219,6 +221,7 @@ class Device(Base):
     kind: Mapped[str] = mapped_column(String(20), default="phone", server_default=text("'phone'"))
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
     registered_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    key_hash: Mapped[str | None] = mapped_column(Text)  # SHA-256 of the device key (0005)
 
 
 class AppUser(Base):
@@ -286,6 +289,12 @@ class Case(Base):
     evaluation: Mapped[str | None] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    # Revision 0006: history loaded from a legacy system (the owner's only), and the
+    # grid worker who reported the case (the ranking by worker).
+    imported: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reporter_worker_id: Mapped[int | None] = mapped_column(
+        ForeignKey("worker.id", ondelete="SET NULL")
+    )
     __table_args__ = (
         CheckConstraint("lon BETWEEN -180 AND 180 AND lat BETWEEN -90 AND 90", name="lonlat"),
         CheckConstraint("escalation BETWEEN 0 AND 2", name="escalation"),
@@ -333,6 +342,13 @@ class CaseLog(Base):
     at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     reason: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    # Revision 0005: where the server saw the action come from, and the hash chain
+    # (each entry's hash covers its content and the previous entry's hash).
+    client_addr: Mapped[str | None] = mapped_column(Text)
+    client_app: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_case_log_case_version", "case_id", "case_version"),)
 
 
 class Attachment(Base):
@@ -373,6 +389,21 @@ class Camera(Base):
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grid.id", ondelete="SET NULL"))
     heading: Mapped[float | None] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Revision 0007 (the video wall): ``url`` is the main stream, ``sub_url`` the
+    # sub-stream shown in the grid; the view angle; groups (street, key site, event).
+    sub_url: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    view_angle: Mapped[float | None] = mapped_column(Float)
+    groups: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), default=list, server_default=text("'{}'")
+    )
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        Index("ix_camera_lonlat", "lon", "lat"),
+        CheckConstraint("view_angle IS NULL OR (view_angle > 0 AND view_angle <= 360)",
+                        name="view_angle"),
+        CheckConstraint("heading IS NULL OR (heading >= 0 AND heading < 360)", name="heading"),
+        CheckConstraint("lon BETWEEN -180 AND 180 AND lat BETWEEN -90 AND 90", name="lonlat"),
+    )
 
 
 class LatestPosition(Base):
@@ -421,14 +452,73 @@ POSITION_COLUMNS = (
     "received_at",
 )
 
+# --- trust (revision 0005) ----------------------------------------------------
+
+
+class WorkflowRule(Base):
+    """The lifecycle as the database enforces it: who may take an action, from where to
+    where, and which columns it may change (written from ``db.workflow`` by 0005)."""
+
+    __tablename__ = "workflow_rule"
+    action: Mapped[str] = mapped_column(Text, primary_key=True)
+    roles: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    from_statuses: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    to_statuses: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    columns: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    own_department: Mapped[bool] = mapped_column(Boolean)
+
+
+class GridSession(Base):
+    """A login: only the hash of its token is kept; consoles cannot read this table."""
+
+    __tablename__ = "grid_session"
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+    client_addr: Mapped[str | None] = mapped_column(Text)
+    client_app: Mapped[str | None] = mapped_column(Text)
+    workstation: Mapped[str | None] = mapped_column(Text)
+
+
+class GridMeta(Base):
+    """Facts about this database itself, e.g. that it is the demo (``demo``)."""
+
+    __tablename__ = "grid_meta"
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class AuditCheck(Base):
+    """One run of ``audit verify``: which entries, and whether the chain held."""
+
+    __tablename__ = "audit_check"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    from_seq: Mapped[int] = mapped_column(BigInteger)
+    to_seq: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    first_bad_seq: Mapped[int | None] = mapped_column(BigInteger)
+    checked_by: Mapped[str] = mapped_column(Text, server_default=text("SESSION_USER"))
+
+
 __all__ = [
     "AppUser",
     "Attachment",
+    "AuditCheck",
     "Base",
     "Camera",
     "Case",
     "CaseAssignment",
     "CaseCounter",
+    "CaseFact",
+    "CaseFactCloseDue",
+    "CaseImport",
     "CaseLog",
     "Category",
     "Community",
@@ -436,15 +526,20 @@ __all__ = [
     "Device",
     "District",
     "Grid",
+    "GridMeta",
+    "GridSession",
+    "HandoverLog",
     "LatestPosition",
     "Presence",
     "SavedFilter",
     "SavedLayout",
+    "ShiftHandover",
     "Street",
     "TimeLimit",
     "UnitCell",
     "Worker",
     "WorkerEvent",
+    "WorkflowRule",
 ]
 
 
@@ -495,4 +590,237 @@ class Presence(Base):
     __table_args__ = (
         PrimaryKeyConstraint("user_id", "workstation"),
         Index("ix_presence_case", "case_id"),
+    )
+
+
+# --- evaluation (revision 0006) ---------------------------------------------------
+
+
+class CaseImport(Base):
+    """Where an imported case came from, and the deadlines its file gave (if any)."""
+
+    __tablename__ = "case_import"
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("case.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    source_file: Mapped[str] = mapped_column(Text)
+    line: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    imported_by: Mapped[str] = mapped_column(Text, server_default=text("SESSION_USER"))
+    due_file: Mapped[datetime | None] = mapped_column(TS)
+    due_dispatch: Mapped[datetime | None] = mapped_column(TS)
+    due_handle: Mapped[datetime | None] = mapped_column(TS)
+    due_close: Mapped[datetime | None] = mapped_column(TS)
+    record: Mapped[dict] = mapped_column(JSONB)
+
+
+class CaseFact(Base):
+    """One case's times and the deadlines in force at its steps, folded from its log.
+
+    Written only by ``grid_metrics_refresh`` (``db.metrics``); every metric of
+    docs/DOMAIN.md §2 is a condition on these columns and the period.
+    """
+
+    __tablename__ = "case_fact"
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("case.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    grid_id: Mapped[int | None] = mapped_column(Integer)
+    worker_id: Mapped[int | None] = mapped_column(Integer)
+    imported: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    reported_at: Mapped[datetime] = mapped_column(TS)
+    filed_at: Mapped[datetime | None] = mapped_column(TS)
+    file_due: Mapped[datetime | None] = mapped_column(TS)
+    dispatched_at: Mapped[datetime | None] = mapped_column(TS)
+    dispatch_due: Mapped[datetime | None] = mapped_column(TS)
+    fed_back_at: Mapped[datetime | None] = mapped_column(TS)
+    handle_due: Mapped[datetime | None] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+    close_due: Mapped[datetime | None] = mapped_column(TS)
+    close_base: Mapped[datetime | None] = mapped_column(TS)
+    close_changed_at: Mapped[datetime | None] = mapped_column(TS)
+    ended_at: Mapped[datetime | None] = mapped_column(TS)
+    returned_at: Mapped[datetime | None] = mapped_column(TS)
+    reworked_at: Mapped[datetime | None] = mapped_column(TS)
+    lead_at: Mapped[datetime | None] = mapped_column(TS)
+    lead_department_id: Mapped[int | None] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (
+        # the few cases an extension moved: a report finds them without a scan
+        Index("ix_case_fact_close_changed_at", "close_changed_at",
+              postgresql_where=text("close_changed_at IS NOT NULL")),
+    )
+
+
+class CaseFactCloseDue(Base):
+    """The close deadline from ``from_at`` on, for cases an approved extension moved."""
+
+    __tablename__ = "case_fact_close_due"
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    from_at: Mapped[datetime] = mapped_column(TS)
+    due_at: Mapped[datetime] = mapped_column(TS)
+    __table_args__ = (PrimaryKeyConstraint("case_id", "seq"),)
+
+
+# --- the evaluation's daily rollup (revision 0010) -----------------------------------
+
+class KpiDay(Base):
+    """Per hall day and grid (dim 1), department with the day of the first dispatch (2) or
+    worker (3): the counts of the steps that came that day (``db.kpi_rollup``).  Written
+    only by the statement triggers on ``case_fact``."""
+
+    __tablename__ = "kpi_day"
+    dim: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dday: Mapped[date] = mapped_column(Date, primary_key=True)
+    reported: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    filed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    filed_timely: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    dispatched: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    dispatched_timely: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    dispatched_returned: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fed_back: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fed_back_ontime: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    closed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    closed_ontime: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    hours_n: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    closed_us: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    lo: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    lor: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    hi: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    hir: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class KpiCase(Base):
+    """Per case what a report reads beside the rollup: groups, handling hours, the due
+    interval (``backlog``) and the instants its figures differ from the rollup's (``xwin``)."""
+
+    __tablename__ = "kpi_case"
+    case_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    grid_id: Mapped[int | None] = mapped_column(Integer)
+    department_id: Mapped[int | None] = mapped_column(Integer)
+    worker_id: Mapped[int | None] = mapped_column(Integer)
+    dispatched_at: Mapped[datetime | None] = mapped_column(TS)
+    closed_at: Mapped[datetime | None] = mapped_column(TS)
+    close_day: Mapped[date | None] = mapped_column(Date)
+    hours: Mapped[float | None] = mapped_column(Float)
+    lo_at: Mapped[datetime | None] = mapped_column(TS)
+    hi_at: Mapped[datetime | None] = mapped_column(TS)
+    lor_at: Mapped[datetime | None] = mapped_column(TS)
+    backlog = mapped_column(TSTZRANGE, nullable=True)
+    xwin = mapped_column(TSTZRANGE, nullable=True)
+    irregular: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    __table_args__ = (
+        Index("ix_kpi_case_closed_at", "closed_at",
+              postgresql_include=["grid_id", "department_id", "worker_id", "hours"],
+              postgresql_where=text("closed_at IS NOT NULL")),
+        # all cases, or those of no grid, department or worker (the group key None)
+        Index("ix_kpi_case_hours", "hours",
+              postgresql_include=["closed_at", "grid_id", "department_id", "worker_id"],
+              postgresql_where=text("hours IS NOT NULL")),
+        Index("ix_kpi_case_grid_hours", "grid_id", "hours", postgresql_include=["closed_at"],
+              postgresql_where=text("hours IS NOT NULL")),
+        Index("ix_kpi_case_department_hours", "department_id", "hours",
+              postgresql_include=["closed_at"], postgresql_where=text("hours IS NOT NULL")),
+        Index("ix_kpi_case_worker_hours", "worker_id", "hours",
+              postgresql_include=["closed_at"], postgresql_where=text("hours IS NOT NULL")),
+        Index("ix_kpi_case_day_hours", "close_day", "hours", postgresql_include=["closed_at"],
+              postgresql_where=text("hours IS NOT NULL")),
+        Index("ix_kpi_case_backlog", "backlog", postgresql_using="gist",
+              postgresql_where=text("backlog IS NOT NULL")),
+        Index("ix_kpi_case_xwin", "xwin", postgresql_using="gist",
+              postgresql_where=text("xwin IS NOT NULL")),
+        Index("ix_kpi_case_open_lo", "lo_at",
+              postgresql_where=text("hi_at IS NULL AND lo_at IS NOT NULL")),
+    )
+
+
+class ShiftHandover(Base):
+    """A shift handed over (交接班): what it held, the notes, who took it over."""
+
+    __tablename__ = "shift_handover"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    shift_start: Mapped[datetime] = mapped_column(TS)
+    shift_end: Mapped[datetime] = mapped_column(TS)
+    summary: Mapped[dict] = mapped_column(JSONB)
+    notes: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    outgoing_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    outgoing_name: Mapped[str] = mapped_column(Text)
+    submitted_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    incoming_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    incoming_name: Mapped[str | None] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(TS)
+    ack_note: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoverLog(Base):
+    """Both steps of every handover, hash-chained like the case log."""
+
+    __tablename__ = "handover_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    handover_id: Mapped[int] = mapped_column(ForeignKey("shift_handover.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(Text)
+    actor_role: Mapped[str] = mapped_column(Text)
+    workstation: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    notes: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+    __table_args__ = (CheckConstraint("action IN ('handover','acknowledge')", name="action"),)
+
+
+# --- field force (revision 0008) ------------------------------------------------
+
+
+class DutySchedule(Base):
+    """A worker's duty days (ISO weekdays 1–7) and hours; an administrator sets it
+    (``grid_duty_schedule_set``); an end before the start runs past midnight."""
+
+    __tablename__ = "duty_schedule"
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("worker.id", ondelete="CASCADE"), primary_key=True
+    )
+    days: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint(
+            "cardinality(days) BETWEEN 1 AND 7 AND days <@ ARRAY[1,2,3,4,5,6,7]::smallint[]",
+            name="days",
+        ),
+        CheckConstraint("start_time <> end_time", name="hours"),
+    )
+
+
+class PatrolDay(Base):
+    """One worker's patrol figures for one closed local day (revision 0009), reused by the
+    patrol report while the terminal, the own grid and the session parameters match;
+    a late fix of that day deletes the row (trigger on ``positions``)."""
+
+    __tablename__ = "patrol_day"
+    worker_id: Mapped[int] = mapped_column(
+        ForeignKey("worker.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    params: Mapped[str] = mapped_column(Text, primary_key=True)
+    device_id: Mapped[int] = mapped_column(Integer)
+    grid_id: Mapped[int] = mapped_column(Integer)
+    day_start: Mapped[datetime] = mapped_column(TS)
+    until: Mapped[datetime] = mapped_column(TS)
+    patrol_s: Mapped[float] = mapped_column(Float)
+    outside_s: Mapped[float] = mapped_column(Float)
+    cells_visited: Mapped[int] = mapped_column(Integer)
+    sessions: Mapped[list[float]] = mapped_column(ARRAY(Float))
+    fixes: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    __table_args__ = (
+        CheckConstraint("until > day_start", name="window"),
+        Index("ix_patrol_day_device_until", "device_id", "until"),
+        Index("ix_patrol_day_until", "until"),
     )

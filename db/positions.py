@@ -8,7 +8,8 @@ One call of :func:`store_positions` is one transaction that
   duplicate, which is what a replayed queue or a client retry produces);
 * locates every position to its management grid (``db.locate.locate_grids``);
 * keeps ``latest_position`` current, never letting an older report that
-  arrives late overwrite a newer one;
+  arrives late overwrite a newer one, nor a fix from the future (more than
+  ``MAX_CLOCK_SKEW`` after the batch is received) become it;
 * derives field-force events (``worker_event``: left or returned to the own
   grid, back online after being reported offline);
 * NOTIFYs ``grid_positions`` with a watermark, the ``received_at`` of the
@@ -43,7 +44,7 @@ from sqlalchemy import Connection, Engine
 from db import pgcopy, pgcopy_batch
 from db.errors import BadInput
 from db.locate import locate_grids
-from db.session import UNAVAILABLE, ConnectionLost, transaction
+from db.session import UNAVAILABLE, ConnectionLost, classify, transaction
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,15 @@ DEFAULT_OFFLINE_MINUTES = 10
 _WRITE_LOCK = 0x6770_7073  # "gpps"
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
+# How far ahead of the database's clock a fix may be and still become the latest
+# position (and raise events).  A terminal's clock a few minutes fast is common;
+# one 20 hours fast once made a fix the latest position that the real fixes after
+# it never replaced (each was "older"), and the offline sweep then called a
+# reporting worker offline.  Such fixes are still stored (the track keeps what
+# the terminal said, and a 200 is a 200; the gateway flags them with the
+# attribute ``clock_ahead_s``) but they never become the latest position, and a
+# latest position already that far ahead of its receipt is replaced by the next fix.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_IDENTIFIER = 80  # device.identifier is String(80)
 _MAX_MAGNITUDE = 1e6  # beyond this a speed, altitude or accuracy is nonsense (and overflows real)
 
@@ -276,6 +286,9 @@ def _batch_transaction(engine: Engine) -> Iterator[Connection]:
         try:
             yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            mapped = classify(exc)  # a lock or statement timeout, a deadlock: not a lost link
+            if mapped is not None:
+                raise mapped from None
             conn.invalidate(exc)
             raise ConnectionLost(*UNAVAILABLE) from exc
 
@@ -353,12 +366,10 @@ def maintain(engine: Engine, retention_days: int = DEFAULT_RETENTION_DAYS) -> li
             except ValueError:
                 continue
             if day < horizon:
-                cur.execute(f'DROP TABLE "{name}"')
                 dropped.append(name)
-        cur.execute(
-            "DELETE FROM positions_default WHERE ts < %s::date",
-            (horizon,),
-        )
+        # The owner drops them (grid_drop_positions_before, revision 0005): the
+        # gateway's role may ask for retention but owns no table to drop itself.
+        cur.execute("SELECT grid_drop_positions_before(%s::date)", (horizon,))
     with _ensured_lock:
         _ensured.pop(str(engine.url), None)  # a dropped day must be created again if seen
     if dropped:
@@ -378,7 +389,8 @@ _LATEST_COLUMNS = (
 _STATE_SQL = """
 SELECT d.identifier, d.id, d.worker_id, w.grid_id, lp.ts, lp.grid_id,
        EXISTS (SELECT 1 FROM worker_event e
-               WHERE e.device_id = d.id AND e.kind = 'offline' AND e.at >= lp.received_at)
+               WHERE e.device_id = d.id AND e.kind = 'offline' AND e.at >= lp.received_at),
+       lp.received_at
 FROM device d
 LEFT JOIN worker w ON w.id = d.worker_id
 LEFT JOIN latest_position lp ON lp.device_id = d.id
@@ -394,6 +406,7 @@ class _DeviceState:
     last_ts: datetime | None
     last_grid: int | None
     offline: bool
+    last_received: datetime | None = None
 
 
 def store_positions(
@@ -505,11 +518,24 @@ def _store(
 
 
 def _floors(states: dict[str, _DeviceState]) -> dict[str, int]:
-    """Per device, the microsecond time of the newest fix already stored."""
-    return {
-        device: pgcopy.micros(st.last_ts) if st.last_ts is not None else -(2**62)
-        for device, st in states.items()
-    }
+    """Per device, the microsecond time a fix must pass to become the latest position.
+
+    The newest fix already stored, unless that one was too far ahead of its own
+    receipt (stored before ``MAX_CLOCK_SKEW`` was enforced): then any fix will do.
+    """
+    floors = {}
+    for device, st in states.items():
+        last = st.last_ts
+        if last is None or (
+            st.last_received is not None and last > st.last_received + MAX_CLOCK_SKEW
+        ):
+            floors[device] = -(2**62)
+        else:
+            floors[device] = pgcopy.micros(last)
+    return floors
+
+
+_SKEW_US = int(MAX_CLOCK_SKEW.total_seconds() * 1_000_000)
 
 
 def _tracked(states: dict[str, _DeviceState]) -> set[str]:
@@ -573,7 +599,7 @@ def _fast_rows(
     # of them, in order, for devices whose events are tracked.
     floor = _floors(states)
     last = np.fromiter((floor[devices[i]] for i in keep), dtype=np.int64, count=len(keep))
-    fresh = keep[us[keep] > last]
+    fresh = keep[(us[keep] > last) & (us[keep] <= received_us + _SKEW_US)]
     if len(fresh):
         by_device = fresh[np.lexsort((us[fresh], dev_ids[fresh]))]
         is_last = np.ones(len(by_device), dtype=bool)
@@ -637,6 +663,7 @@ def _position_rows(
         return
     ids = {device: st.device_id for device, st in states.items()}
     last_us = _floors(states)
+    horizon = received_us + _SKEW_US
     tracked = _tracked(states)
     keys: set[tuple[str, int]] = set()  # microseconds: hashing aware datetimes is slow
     newest, newer = seen.newest, seen.newer
@@ -660,7 +687,7 @@ def _position_rows(
         keys.add(key)
         encode(device_id, us, r, attrs, grids.get((r.lon, r.lat)) if grids else None)
         seen.rows += 1
-        if us > last_us[device]:
+        if last_us[device] < us <= horizon:
             best = newest.get(device)
             if best is None or us > best[0]:
                 newest[device] = (us, r)
@@ -741,7 +768,9 @@ def _upsert_latest(
     cur.execute(
         f"INSERT INTO latest_position ({_LATEST_COLUMNS}) SELECT {_LATEST_COLUMNS} FROM latest_in "
         f"ON CONFLICT (device_id) DO UPDATE SET {updates} "
-        "WHERE latest_position.ts < EXCLUDED.ts"
+        "WHERE latest_position.ts < EXCLUDED.ts "
+        "OR latest_position.ts > latest_position.received_at + %s",
+        (MAX_CLOCK_SKEW,),
     )
 
 

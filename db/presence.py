@@ -8,8 +8,9 @@ stops showing up on its own.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
+from db.session import bind, connection
 from db.users import Actor
 
 STALE_S = 45
@@ -20,6 +21,7 @@ def set_presence(engine: Engine, actor: Actor, case_id: int | None) -> None:
     if actor.id is None:
         return
     with engine.begin() as conn:
+        bind(conn, actor, "presence")
         conn.execute(text(
             "INSERT INTO presence (user_id, workstation, case_id, seen_at) "
             "VALUES (:u, :w, :c, now()) ON CONFLICT (user_id, workstation) "
@@ -32,6 +34,7 @@ def heartbeat(engine: Engine, actor: Actor) -> None:
     if actor.id is None:
         return
     with engine.begin() as conn:
+        bind(conn, actor, "presence")
         conn.execute(text("UPDATE presence SET seen_at = now() WHERE user_id = :u AND "
                           "workstation = :w"), {"u": actor.id, "w": actor.workstation or ""})
 
@@ -40,13 +43,14 @@ def clear_presence(engine: Engine, actor: Actor) -> None:
     if actor.id is None:
         return
     with engine.begin() as conn:
+        bind(conn, actor, "presence")
         conn.execute(text("DELETE FROM presence WHERE user_id = :u AND workstation = :w"),
                      {"u": actor.id, "w": actor.workstation or ""})
 
 
-def viewers(engine: Engine, case_id: int, exclude: Actor | None = None) -> list[str]:
+def viewers(engine: Engine | Connection, case_id: int, exclude: Actor | None = None) -> list[str]:
     """Display names of the others who have ``case_id`` open right now."""
-    with engine.connect() as conn:
+    with connection(engine) as conn:
         rows = conn.execute(text(
             "SELECT DISTINCT u.display_name FROM presence p JOIN app_user u ON u.id = p.user_id "
             "WHERE p.case_id = :c AND p.seen_at > now() - make_interval(secs => :s) "

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from db.errors import BadInput
 from db.models import AppUser, SavedFilter
-from db.session import transaction, with_retry
+from db.session import bind, transaction, with_retry
+from db.validation import has_controls
 
 MAX_NAME = 60
 MAX_CRITERIA_BYTES = 4000
 MAX_FILTERS_PER_USER = 100
+_FILTER_LOCK = 0x6766  # "gf": advisory lock namespace of a user's saved filters
 
 _F = SavedFilter.__table__
 _U = AppUser.__table__
@@ -41,7 +43,7 @@ def clean_name(name) -> str:
             f"筛选名称过长（{len(name)} 字，上限 {MAX_NAME} 字）。",
             f"The filter name is too long ({len(name)} characters, at most {MAX_NAME}).",
         )
-    if any(ord(ch) < 32 or ch == "\x7f" for ch in name):
+    if has_controls(name, frozenset()):
         raise BadInput(
             "筛选名称含有不可见的控制字符。", "The filter name contains control characters."
         )
@@ -61,6 +63,8 @@ def _clean_criteria(criteria) -> dict:
 
 
 def _user_id(user_id) -> int:
+    """The user's id; an ``Actor`` stands for its own id (and proves it when writing)."""
+    user_id = getattr(user_id, "id", user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int):
         raise BadInput("用户编号不正确。", "Invalid user id.")
     return user_id
@@ -84,8 +88,13 @@ def save_filter(engine: Engine, user_id: int, name: str, criteria: dict) -> str:
 
     def work() -> str:
         with transaction(engine) as conn:
+            bind(conn, user_id, "saved_filter")
             if conn.execute(select(_U.c.id).where(_U.c.id == uid)).first() is None:
                 raise BadInput(f"用户 {uid} 不存在。", f"No user with id {uid}.")
+            # One save per user at a time, so the count below is still true at the
+            # insert: two consoles saving the 100th filter at once keep the limit.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :uid)"),
+                         {"ns": _FILTER_LOCK, "uid": uid})
             count = conn.execute(
                 select(func.count()).select_from(_F).where(_F.c.user_id == uid)
             ).scalar_one()
@@ -119,6 +128,7 @@ def delete_filter(engine: Engine, user_id: int, name: str) -> bool:
 
     def work() -> bool:
         with transaction(engine) as conn:
+            bind(conn, user_id, "saved_filter")
             result = conn.execute(delete(_F).where((_F.c.user_id == uid) & (_F.c.name == clean)))
             return result.rowcount > 0
 

@@ -19,12 +19,13 @@ import shapely
 from shapely.geometry import mapping
 from sqlalchemy import Engine, func, select, text
 
-from console.workflow import OPEN_STATUSES
 from db.errors import BadInput
 from db.locate import forget_territory
 from db.models import Case, District, Grid
 from db.session import transaction
+from db.workflow import OPEN_STATUSES
 from maps.boundary import Boundary, BoundaryError, read_boundary
+from maps.cells import Lattice
 from maps.division import Division, divide
 
 _TERRITORY_LOCK = 0x7465_7272  # "terr": one import at a time
@@ -83,6 +84,7 @@ def import_district(
         boundary = read_boundary(path, crs, adcode, name)
     except BoundaryError as exc:
         raise BadInput(exc.zh, exc.en) from None
+    _check_size(boundary, float(cell_m))
     _check_replace(engine, boundary.adcode, replace)
     try:
         div = divide(
@@ -117,6 +119,28 @@ def import_district(
         time.monotonic() - started,
         {level: round(div.balance(level), 3) for level in ("streets", "communities", "grids")},
     )
+
+
+MAX_LATTICE_CELLS = 3_000_000  # boxes of the lattice over the bounds (~30,000 km² at 100 m)
+
+
+def _check_size(boundary: Boundary, cell_m: float) -> None:
+    """Refuse, from the bounds alone, a division too large to build.
+
+    The division lays a lattice of ``cell_m`` boxes over the boundary's bounds
+    and holds several arrays of that size; a 3°×3° area at 20 m would be 233
+    million boxes (gigabytes) before anything could say no.
+    """
+    lattice = Lattice.covering(boundary.geometry.bounds, cell_m)
+    boxes = lattice.n_cols * lattice.n_rows
+    if boxes > MAX_LATTICE_CELLS:
+        least = cell_m * (boxes / MAX_LATTICE_CELLS) ** 0.5
+        raise BadInput(
+            f"区域过大：按 {cell_m:g} 米单元网格需 {boxes:,} 个格，上限 {MAX_LATTICE_CELLS:,}；"
+            f"请用 --cell {least:.0f} 以上或更小的区域。",
+            f"The area is too large: {boxes:,} unit cells of {cell_m:g} m, at most "
+            f"{MAX_LATTICE_CELLS:,}; use --cell {least:.0f} or more, or a smaller area.",
+        )
 
 
 def _check_replace(engine_or_conn, adcode: str, replace: bool) -> None:

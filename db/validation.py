@@ -3,15 +3,23 @@
 Everything here raises ``BadInput`` with a bilingual message; nothing here
 talks to the database.  Text is stored verbatim (quotes and SQL
 metacharacters are ordinary characters: every statement is parameterised),
-but control characters and NUL, which PostgreSQL cannot store in text, are
-refused, as is anything longer than its field.
+but control characters are refused, as is anything longer than its field:
+every character of Unicode's categories Cc (C0 and C1 controls, NUL, which
+PostgreSQL cannot store in text, DEL, ``\u0085``, ``\u009b`` — a terminal's
+CSI) and Cf (format characters: the bidi overrides ``\u202e``/``\u2066`` that
+make a description read differently from what it says, zero-width
+characters), except newline and tab.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
+import stat
+import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from db.errors import BadInput
 
@@ -34,6 +42,36 @@ FIELD_LABELS = {
 }
 
 
+_ALLOWED_CONTROLS = frozenset("\n\t")
+
+
+def has_controls(value: str, allowed: frozenset[str] = _ALLOWED_CONTROLS) -> bool:
+    """Whether ``value`` holds a character of category Cc or Cf other than ``allowed``."""
+    for ch in value:
+        if (ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F or not ch.isprintable()) and (
+            ch not in allowed and unicodedata.category(ch) in ("Cc", "Cf")
+        ):
+            return True
+    return False
+
+
+def one_line(value, what_zh: str, what_en: str, limit: int) -> str:
+    """A short single-line text (a name, a workstation): trimmed, no controls, within ``limit``."""
+    if not isinstance(value, str):
+        raise BadInput(f"{what_zh}必须是文本。", f"The {what_en} must be text.")
+    value = value.strip()
+    if len(value) > limit:
+        raise BadInput(
+            f"{what_zh}过长（{len(value)} 字，上限 {limit} 字）。",
+            f"The {what_en} is too long ({len(value)} characters, at most {limit}).",
+        )
+    if has_controls(value, frozenset()):
+        raise BadInput(
+            f"{what_zh}含有不可见的控制字符。", f"The {what_en} contains control characters."
+        )
+    return value
+
+
 def text_field(value, field: str, limit: int, required: bool = False) -> str:
     """A cleaned text value, or BadInput naming the field and its limit."""
     zh, en = FIELD_LABELS.get(field, (field, field))
@@ -49,7 +87,7 @@ def text_field(value, field: str, limit: int, required: bool = False) -> str:
             f"{zh}过长（{len(value)} 字，上限 {limit} 字）。",
             f"The {en} is too long ({len(value)} characters, at most {limit}).",
         )
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value) or "\x7f" in value:
+    if has_controls(value):
         raise BadInput(f"{zh}含有不可见的控制字符。", f"The {en} contains control characters.")
     return value
 
@@ -131,6 +169,45 @@ def attachment(filename: str, data: bytes) -> AttachmentIn:
             f"The attachment '{name}' is not a supported image (JPEG, PNG, WebP, GIF).",
         )
     return AttachmentIn(name, mime, bytes(data), hashlib.sha256(data).hexdigest())
+
+
+def read_attachment_file(path: str | Path) -> tuple[str, bytes]:
+    """(name, bytes) of a photo on disk: a regular file, read at most to the limit + 1.
+
+    ``/dev/zero`` was read until memory ran out, a FIFO hung the command, and a
+    50 MB file was read whole before being refused: the file is opened without
+    blocking (a FIFO with no writer does not wait), must be a regular file, and
+    only ``MAX_ATTACHMENT_BYTES + 1`` bytes are ever read.
+    """
+    path = Path(path)
+    mb = MAX_ATTACHMENT_BYTES // (1024 * 1024)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise BadInput(f"无法读取附件 {path}：{exc.strerror}",
+                       f"Cannot read attachment {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInput(f"附件 {path} 不是普通文件。", f"The attachment {path} is not a file.")
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= MAX_ATTACHMENT_BYTES:
+            chunk = os.read(fd, min(1 << 20, MAX_ATTACHMENT_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise BadInput(f"无法读取附件 {path}：{exc.strerror}",
+                       f"Cannot read attachment {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_ATTACHMENT_BYTES:
+        raise BadInput(
+            f"附件“{path.name}”过大（上限 {mb} MB）。",
+            f"The attachment '{path.name}' is too large (at most {mb} MB).",
+        )
+    return path.name, b"".join(chunks)
 
 
 def attachments(items) -> list[AttachmentIn]:

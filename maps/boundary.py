@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import shapely
+from shapely.errors import GEOSException
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
@@ -23,6 +26,7 @@ from shapely.validation import explain_validity
 from maps.coords import geometry_gcj02_to_wgs84, out_of_china
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_NAME = 100  # district.name is String(100): refused before the division runs, not after
 
 
 class BoundaryError(ValueError):
@@ -54,17 +58,87 @@ def read_boundary(
             f"Unknown coordinate system '{crs}': use gcj02 or wgs84.",
         )
     path = Path(path)
+    if name is not None:
+        _check_name(name)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a directory, a FIFO, /dev/zero
+            raise BoundaryError(f"{path} 不是普通文件。", f"{path} is not a regular file.")
+        if info.st_size > MAX_FILE_BYTES:
             raise BoundaryError("边界文件过大。", "The boundary file is too large.")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise BoundaryError("边界文件过大。", "The boundary file is too large.")
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except BoundaryError:
+        raise
     except FileNotFoundError:
         raise BoundaryError(f"找不到文件 {path}。", f"No such file: {path}.") from None
+    except OSError as exc:
+        raise BoundaryError(
+            f"无法读取 {path}：{exc.strerror}", f"Cannot read {path}: {exc.strerror}"
+        ) from None
+    except RecursionError:
+        raise BoundaryError(
+            f"{path.name} 嵌套过深，不是边界文件。", f"{path.name} is nested too deeply."
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BoundaryError(
             f"{path.name} 不是有效的 GeoJSON：{exc}", f"{path.name} is not valid GeoJSON: {exc}"
         ) from None
+    except ValueError as exc:  # NaN or Infinity (_no_constant)
+        raise BoundaryError(
+            f"{path.name} 含有无效数值：{exc}", f"{path.name} holds an invalid number: {exc}"
+        ) from None
+    try:
+        return _boundary(data, crs, adcode, name)
+    except (GEOSException, RecursionError) as exc:
+        raise BoundaryError(
+            f"边界几何无效：{exc}", f"The boundary's geometry is invalid: {exc}"
+        ) from None
+
+
+def _no_constant(token: str):
+    raise ValueError(f"{token} is not a coordinate")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or len(name.strip()) == 0 or len(name) > MAX_NAME:
+        raise BoundaryError(
+            f"区县名称须为 1–{MAX_NAME} 个字符。",
+            f"The district name must be 1–{MAX_NAME} characters.",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):  # C0/C1, bidi, zero-width
+        raise BoundaryError("区县名称含有控制字符。", "The district name holds control characters.")
+
+
+def _check_rings(geometry: dict) -> None:
+    """GeoJSON's rule (RFC 7946): every ring closed, with at least four positions.
+
+    shapely would quietly close an open ring, or fail deep inside GEOS on one
+    too short; the file is wrong either way, so say so.
+    """
+    coordinates = geometry.get("coordinates")
+    polygons = [coordinates] if geometry.get("type") == "Polygon" else coordinates
+    if not isinstance(polygons, list):
+        raise BoundaryError("面要素缺少坐标。", "A polygon has no coordinates.")
+    for polygon in polygons:  # an empty one is "empty", said further on
+        if not isinstance(polygon, list):
+            raise BoundaryError("面要素缺少坐标。", "A polygon has no coordinates.")
+        for ring in polygon:
+            if not isinstance(ring, list) or len(ring) < 4 or ring[0] != ring[-1]:
+                raise BoundaryError(
+                    "面的边界环未闭合（首尾坐标须相同，至少 4 个点）。",
+                    "A polygon's ring is not closed (first and last positions must be "
+                    "the same, at least 4 of them).",
+                )
+
+
+def _boundary(data, crs: str, adcode: str | None, name: str | None) -> Boundary:
     geometries, props = _polygons(data)
+    for geometry in geometries:
+        _check_rings(geometry)
     if not geometries:
         raise BoundaryError(
             "文件中没有面（Polygon/MultiPolygon）要素。",
@@ -72,7 +146,7 @@ def read_boundary(
         )
     try:
         parts = [shape(g) for g in geometries]
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, GEOSException) as exc:
         raise BoundaryError(
             f"面要素的坐标格式不正确：{exc}", f"A polygon's coordinates are malformed: {exc}"
         ) from None
@@ -115,9 +189,11 @@ def read_boundary(
             "No 6-digit adcode: give it in the file's properties or with --adcode.",
         )
     polys = list(getattr(merged, "geoms", [merged]))
+    name = name or str(props.get("name") or code)
+    _check_name(name)
     return Boundary(
         adcode=code,
-        name=name or str(props.get("name") or code),
+        name=name,
         geometry=merged,
         crs_source=crs,
         parts=len(polys),
@@ -132,6 +208,11 @@ def _polygons(data) -> tuple[list[dict], dict]:
     kind = data["type"]
     if kind == "FeatureCollection":
         features = data.get("features") or []
+        if not isinstance(features, list):
+            raise BoundaryError(
+                "FeatureCollection 的 features 应为数组。",
+                "A FeatureCollection's features must be an array.",
+            )
     elif kind == "Feature":
         features = [data]
     else:

@@ -47,10 +47,37 @@ class Lattice:
         return cls(min_lon, max_lat, dlon, dlat, n_cols, n_rows, cell_m)
 
     def col_row(self, lon, lat):
-        """Lattice column and row of points (ties go east and south)."""
-        col = np.floor((np.asarray(lon, dtype=float) - self.origin_lon) / self.dlon)
-        row = np.floor((self.origin_lat - np.asarray(lat, dtype=float)) / self.dlat)
+        """Lattice column and row of points (ties go east and south).
+
+        The division alone can land a hair short of an edge for a point that
+        lies exactly on it (``(x0 + k·d − x0) / d`` may be ``k − ε``), which
+        would give the point to the cell west or north of the line; so the
+        answer is checked against the edges themselves, computed as
+        ``box_bounds`` computes them.
+        """
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        col = np.floor((lon - self.origin_lon) / self.dlon)
+        row = np.floor((self.origin_lat - lat) / self.dlat)
+        col += (lon >= self.origin_lon + (col + 1) * self.dlon).astype(float)
+        col -= (lon < self.origin_lon + col * self.dlon).astype(float)
+        row += (lat <= self.origin_lat - (row + 1) * self.dlat).astype(float)
+        row -= (lat > self.origin_lat - row * self.dlat).astype(float)
         return col.astype(np.int64), row.astype(np.int64)
+
+    def col_row_one(self, lon: float, lat: float) -> tuple[int, int]:
+        """``col_row`` for one point in plain arithmetic (the gateway's single lookups)."""
+        col = math.floor((lon - self.origin_lon) / self.dlon)
+        row = math.floor((self.origin_lat - lat) / self.dlat)
+        if lon >= self.origin_lon + (col + 1) * self.dlon:
+            col += 1
+        elif lon < self.origin_lon + col * self.dlon:
+            col -= 1
+        if lat <= self.origin_lat - (row + 1) * self.dlat:
+            row += 1
+        elif lat > self.origin_lat - row * self.dlat:
+            row -= 1
+        return col, row
 
     def box_bounds(self, col, row):
         """(min_lon, min_lat, max_lon, max_lat) arrays of the lattice boxes."""

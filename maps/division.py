@@ -134,9 +134,10 @@ def divide(
     # A cell of zero weight still belongs somewhere: give it a trace of weight.
     w = np.maximum(w, w[w > 0].min() * 1e-3)
     ds, dc, dg = default_counts(cells.district_area_m2 / 1e6)
-    s = streets or ds
-    c = communities or max(s, round(dc * s / ds))
-    g = grids or max(c, round(dg * c / dc))
+    # A count given is used as given (0 is refused below, not taken for "the default").
+    s = ds if streets is None else streets
+    c = max(s, round(dc * s / ds)) if communities is None else communities
+    g = max(c, round(dg * c / dc)) if grids is None else grids
     check_counts(s, c, g, len(cells))
     div = Division(adcode, name, boundary, cells, w)
     grids_per_comm = _spread(g, c)

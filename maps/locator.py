@@ -10,13 +10,11 @@ belongs to the cell east of or south of the line.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from shapely.geometry import shape
-from sqlalchemy import text
 
 from maps.cells import Lattice
 
@@ -52,8 +50,7 @@ class DistrictIndex:
     def locate_one(self, lon: float, lat: float) -> int:
         """``locate_many`` for one point, in plain arithmetic (no array overhead)."""
         lat_ = self.lattice
-        col = math.floor((lon - lat_.origin_lon) / lat_.dlon)
-        row = math.floor((lat_.origin_lat - lat) / lat_.dlat)
+        col, row = lat_.col_row_one(lon, lat)
         if col == lat_.n_cols:
             col -= 1
         if row == lat_.n_rows:
@@ -126,47 +123,36 @@ class TerritoryIndex:
         return None
 
 
-def load_index(conn) -> TerritoryIndex:
-    """Build the index of every imported district from the database."""
-    districts = []
-    for d in conn.execute(
-        text(
-            "SELECT adcode, name, origin_lon, origin_lat, dlon, dlat, n_cols, n_rows, cell_m, "
-            "min_lon, min_lat, max_lon, max_lat FROM district WHERE n_cols > 0 ORDER BY adcode"
-        )
-    ):
-        lattice = Lattice(d.origin_lon, d.origin_lat, d.dlon, d.dlat, d.n_cols, d.n_rows, d.cell_m)
-        rows = conn.execute(
-            text(
-                "SELECT code, grid_id, col, row, clipped, "
-                "CASE WHEN clipped THEN geometry::text END AS geometry "
-                "FROM unit_cell WHERE adcode = :a"
-            ),
-            {"a": d.adcode},
-        ).all()
-        n = len(rows)
-        codes = np.empty(n, dtype=object)
-        grid_ids = np.empty(n, dtype=np.int64)
-        cell_at = np.full((d.n_rows, d.n_cols), -1, dtype=np.int32)
-        clipped: dict[int, object] = {}
-        for i, r in enumerate(rows):
-            codes[i] = r.code
-            grid_ids[i] = r.grid_id
-            cell_at[r.row, r.col] = i
-            if r.clipped:
-                geom = shape(json.loads(r.geometry))
-                shapely.prepare(geom)
-                clipped[i] = geom
-        districts.append(
-            DistrictIndex(
-                d.adcode,
-                d.name,
-                lattice,
-                (d.min_lon, d.min_lat, d.max_lon, d.max_lat),
-                cell_at,
-                codes,
-                grid_ids,
-                clipped,
-            )
-        )
-    return TerritoryIndex(districts)
+def district_index(district, cells) -> DistrictIndex:
+    """Build one district's index from its lattice row and its unit cells.
+
+    ``district`` has the lattice attributes (adcode, name, origin_lon, origin_lat,
+    dlon, dlat, n_cols, n_rows, cell_m, min/max lon/lat); each of ``cells`` has
+    code, grid_id, col, row, clipped and, for clipped cells, the GeoJSON text of
+    the clipped shape.  Reading them is the database's business (``db.locate``).
+    """
+    d = district
+    lattice = Lattice(d.origin_lon, d.origin_lat, d.dlon, d.dlat, d.n_cols, d.n_rows, d.cell_m)
+    n = len(cells)
+    codes = np.empty(n, dtype=object)
+    grid_ids = np.empty(n, dtype=np.int64)
+    cell_at = np.full((d.n_rows, d.n_cols), -1, dtype=np.int32)
+    clipped: dict[int, object] = {}
+    for i, r in enumerate(cells):
+        codes[i] = r.code
+        grid_ids[i] = r.grid_id
+        cell_at[r.row, r.col] = i
+        if r.clipped:
+            geom = shape(json.loads(r.geometry))
+            shapely.prepare(geom)
+            clipped[i] = geom
+    return DistrictIndex(
+        d.adcode,
+        d.name,
+        lattice,
+        (d.min_lon, d.min_lat, d.max_lon, d.max_lat),
+        cell_at,
+        codes,
+        grid_ids,
+        clipped,
+    )

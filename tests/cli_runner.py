@@ -27,10 +27,17 @@ def main_py(*args: str, env: dict | None = None, timeout: float = 180):
 
 
 def cli(db_url: str, line: str, password: str, **env):
-    """``main.py --database-url DB <line>``, the line split as a shell would."""
+    """``main.py <line>`` on the database ``db_url``, the line split as a shell would.
+
+    The URL goes in ``GRID_DATABASE_URL``, as a hall would give one with a
+    password: ``--database-url`` refuses a password on the command line.
+    """
     return main_py(
-        "--database-url",
-        db_url,
         *shlex.split(line),
-        env={"GRID_PASSWORD": password, "GRID_WORKSTATION": "cli-test", **env},
+        env={
+            "GRID_DATABASE_URL": db_url,
+            "GRID_PASSWORD": password,
+            "GRID_WORKSTATION": "cli-test",
+            **env,
+        },
     )

@@ -7,6 +7,7 @@ TEMPLATE``), so tests are independent and can run in any order.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -20,13 +21,42 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from console.app import pin_none
 from db import migrate
 from db.engine import make_engine, normalize_url
 from db.reference import ensure_reference
 from db.users import Actor, add_user, get_actor
+from widgets.app import pin_none
 
-pin_none()  # PySide6 6.12 on Python 3.11 leaks references to None (see console.app)
+pin_none()  # PySide6 6.12 on Python 3.11 leaks references to None (see widgets.app)
+
+# The cyclic garbage collector may run on any thread that allocates; if it frees
+# Qt objects from a worker thread while the GUI thread deletes others, the two can
+# wait on each other (seen in test_console_window). Collect on the main thread only,
+# between tests; reference counting still frees everything without cycles at once.
+gc.disable()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_everything_after_each_module():
+    """What the module's fixtures held (engines, seeded databases) goes with the module."""
+    yield
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_the_main_thread():
+    """Collect what the test left, then freeze the survivors.
+
+    A full collection walks every object alive (the imported modules, the application,
+    the module's fixtures): a quarter of a second after a window test, one eighth of
+    such a test's time. Frozen survivors are not walked again; what a test leaves is
+    collected after it, and the survivors themselves once their module ends.
+    """
+    yield
+    gc.collect()
+    gc.freeze()
 
 TEMPLATE = "grid_test_template"
 PASSWORD = "test-pass-1"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from console.app import ConsoleController, make_app
 from console.config import Settings
 from tests.conftest import PASSWORD
+from widgets.app import ConsoleController, make_app
 
 
 def test_open_login_main_window_and_switch_user(qtbot, db_url, tmp_path):

@@ -17,14 +17,14 @@ from PySide6.QtWidgets import QApplication
 from sqlalchemy import text
 
 from console import i18n
-from console.app import make_app
 from console.case_filter import CaseFilter
 from console.case_store import CaseRow, CaseStore
 from console.live import LiveFeed
-from console.workflow import OPEN_STATUSES
 from db.errors import BadInput
 from db.saved_filters import delete_filter, list_filters, save_filter
+from db.workflow import OPEN_STATUSES
 from tests.flows import case_in, report, step
+from widgets.app import make_app
 from widgets.case_model import (
     COL_AGE,
     COL_CATEGORY,
@@ -58,9 +58,12 @@ def loaded_store(qtbot, engine) -> CaseStore:
 
 
 def make_view(qtbot, store, engine, user_id) -> CaseQueueView:
+    """A shown queue view whose choices and saved filters have loaded."""
     view = CaseQueueView(store, engine, user_id, lang="zh")
-    view.resize(1400, 800)
-    view.show()
+    # The saved filters arrive by a queued signal, so connecting now cannot miss them.
+    with qtbot.waitSignal(view.saved_filters_changed, timeout=10_000):
+        view.resize(1400, 800)
+        view.show()
     qtbot.waitUntil(lambda: view.class_combo.count() > 1, timeout=10_000)
     return view
 
@@ -719,9 +722,12 @@ def test_view_saves_applies_and_deletes_filters_per_user(qtbot, engine, actors):
         assert view.escalated_check.isChecked()
         assert view.status_picker.statuses() == {"filed"}
 
-        other.reload_saved_filters()
-        qtbot.wait(300)
-        assert other.saved_filter_names() == []  # another user's list
+        # The other user's list, read after ours was saved, does not have it.
+        with qtbot.waitSignal(other.saved_filters_changed, timeout=5000) as blocker:
+            other.reload_saved_filters()
+        assert blocker.args == [[]]
+        assert other.saved_filter_names() == []
+        assert other.apply_saved_filter("已立案督办") is False
 
         with qtbot.waitSignal(view.message, timeout=5000) as blocker:
             view.save_current_filter("")

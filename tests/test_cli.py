@@ -62,11 +62,24 @@ def test_case_lifecycle_and_exit_codes(db_url):
 
 
 def test_users_add_and_db_commands(db_url):
-    out = run(db_url, "users add zhou --role verifier --display-name 周", password="s3cret-pw")
+    # Without an administrator's login nobody is added (issue 9: mallory).
+    nobody = run(db_url, "users add mallory --role leader", password="mallory-pw")
+    assert nobody.returncode == 4 and "管理员" in nobody.stderr
+    not_admin = cli(db_url, "users add mallory --role leader --admin leader1", "mallory-pw",
+                    GRID_ADMIN_PASSWORD=PASSWORD)
+    assert not_admin.returncode == 4
+    out = cli(db_url, "users add zhou --role verifier --display-name 周 --admin admin1",
+              "s3cret-pw", GRID_ADMIN_PASSWORD=PASSWORD)
     assert out.returncode == 0, out.stderr
-    listed = json.loads(run(db_url, "users list --json").stdout)
-    assert {"name": "zhou", "display_name": "周", "role": "verifier", "active": True} in listed
-    short = run(db_url, "users add qian --role intake", password="1")
+    listed = json.loads(
+        cli(db_url, "users list --json --admin admin1", "", GRID_ADMIN_PASSWORD=PASSWORD).stdout
+    )
+    zhou = next(u for u in listed if u["name"] == "zhou")
+    assert (zhou["display_name"], zhou["role"], zhou["active"]) == ("周", "verifier", True)
+    assert "mallory" not in {u["name"] for u in listed}
+    assert all("password_hash" not in u for u in listed)
+    short = cli(db_url, "users add qian --role intake --admin admin1", "1",
+                GRID_ADMIN_PASSWORD=PASSWORD)
     assert short.returncode == 2 and "至少" in short.stderr
     assert run(db_url, "db url").stdout.strip() == db_url
     status = json.loads(run(db_url, "db status --json").stdout)

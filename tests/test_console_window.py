@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtWidgets import QDialogButtonBox, QToolBar
 from sqlalchemy import text
 
-from console.app import make_app
 from console.config import Settings
-from console.main_window import MainWindow
-from console.workflow import ACTIONS, available_actions, role_may
 from db.engine import make_engine
 from db.users import MAX_FAILURES, authenticate, get_actor
 from tests.conftest import PASSWORD
 from tests.flows import case_in
+from tests.workflow_spec import ROLE_MAY, enabled_for
+from widgets.app import make_app
 from widgets.login_dialog import LoginDialog
+from widgets.main_window import MainWindow
 
 ROLE_USER = {"intake": "intake1", "dispatcher": "dispatcher1", "department": "dept_huanwei",
              "verifier": "verifier1", "leader": "leader1", "admin": "admin1", "wall": "wall1"}
@@ -23,7 +23,11 @@ ROLE_USER = {"intake": "intake1", "dispatcher": "dispatcher1", "department": "de
 
 @pytest.fixture
 def windows(qtbot, db_url, tmp_path):
-    """Open main windows on their own engines (own connections), closed at the end."""
+    """Open main windows on their own engines (own connections), closed at the end.
+
+    Each window is handed over once its user's saved layout has been read
+    (``layout_applied``: whether there was one), so no test races the restore.
+    """
     make_app()
     opened = []
 
@@ -32,10 +36,14 @@ def windows(qtbot, db_url, tmp_path):
         actor = get_actor(engine, user, workstation)
         win = MainWindow(engine, actor, Settings(database_url=db_url, data_dir=tmp_path),
                          start_feed=start_feed)
+        # Connected before the event loop runs, so the answer cannot slip past.
+        layout = qtbot.waitSignal(win.layout_loaded, timeout=10_000)
         qtbot.addWidget(win)
         win.resize(1400, 900)
         win.show()
         opened.append((win, engine))
+        layout.wait()
+        win.layout_applied = layout.args[0]
         qtbot.waitUntil(lambda: win.store.is_loaded, timeout=10_000)
         if start_feed:
             qtbot.waitUntil(lambda: win.live.feed.online, timeout=10_000)
@@ -88,24 +96,28 @@ def test_login_success_failure_and_lockout(qtbot, engine):
     assert got.args[0].name == "intake1" and got.args[0].role == "intake"
 
 
+def enabled_actions(win) -> set[str]:
+    return {n for n, a in win.actions_by_name.items() if a.isEnabled()}
+
+
 def test_each_role_sees_exactly_its_actions(qtbot, windows, engine, actors):
+    # Expected: the README's role table and DOMAIN's lifecycle (tests/workflow_spec.py).
     cases = {status: case_in(engine, actors, status)
-             for status in ("reported", "filed", "in_progress", "awaiting_verification")}
+             for status in ("reported", "accepted", "filed", "dispatched", "in_progress",
+                            "awaiting_verification")}
     for role, user in ROLE_USER.items():
         win = windows(user, start_feed=False)
         assert role in win.windowTitle() or win.actor.display_name in win.windowTitle()
+        # The toolbar holds exactly what the role may do, in the README's words.
+        bar = win.findChild(QToolBar, "actionBar")
+        shown = {a.objectName().removeprefix("act_") for a in bar.actions() if a.isVisible()}
+        assert shown == ROLE_MAY[role], role
+        assert enabled_actions(win) == enabled_for(role, None), role  # no case selected
         for status, case in cases.items():
             select(qtbot, win, case.case_id)
-            enabled = {n for n, a in win.actions_by_name.items() if a.isEnabled()}
-            expected = set(available_actions(role, status))
-            if role_may(role, "report"):
-                expected.add("report")
-            assert enabled == expected, (role, status)
+            assert enabled_actions(win) == enabled_for(role, status), (role, status)
             win.current = None
             win.current_id = None
-        toolbar = {n for n in ACTIONS if role_may(role, n)}
-        assert {n for n in toolbar} == {n for n, a in win.actions_by_name.items()
-                                        if role_may(role, n)}
 
 
 def test_dispatch_through_the_dialog_and_see_it_on_another_console(qtbot, windows, engine,
@@ -190,14 +202,31 @@ def test_emergency_report_raises_the_banner_everywhere(qtbot, windows, engine, a
 
 def test_layout_follows_the_user(qtbot, windows, engine):
     win = windows("intake1", "ws-a", start_feed=False)
+    assert win.layout_applied is False  # nothing saved yet: the default layout
     assert win.dockWidgetArea(win.queue_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
     win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, win.queue_dock)
     win.video_dock.close()
     win.shutdown()  # saves the layout for this user
     other = windows("intake1", "ws-b", start_feed=False)  # another workstation
-    qtbot.waitUntil(lambda: other.dockWidgetArea(other.queue_dock)
-                    == Qt.DockWidgetArea.RightDockWidgetArea, timeout=5000)
+    assert other.layout_applied is True
+    assert other.dockWidgetArea(other.queue_dock) == Qt.DockWidgetArea.RightDockWidgetArea
     assert not other.video_dock.isVisible()
     third = windows("dispatcher1", "ws-b", start_feed=False)  # someone else: own layout
-    qtbot.wait(300)
+    assert third.layout_applied is False
     assert third.dockWidgetArea(third.queue_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
+    assert third.video_dock.isVisible()
+
+
+def test_the_queue_and_the_map_keep_most_of_the_height(qtbot, windows):
+    """The patrol panel's wide table set the bottom tabs' least height: at 1600×1000 the
+    queue was left one row high. A first-time layout gives the bottom tabs a third."""
+    win = windows("dispatcher1")
+    win.resize(1600, 1000)
+    qtbot.waitUntil(lambda: win.video_dock.height() > 0, timeout=5000)
+    win._size_docks()  # what the first layout does once the window has its real size
+    qtbot.wait(50)
+    assert win.queue_dock.height() > win.video_dock.height()
+    assert win.video_dock.height() <= 0.4 * win.height()
+    # The queue shows at least ten rows of cases.
+    assert win.queue.table.viewport().height() >= 10 * win.queue.table.verticalHeader(
+    ).defaultSectionSize()

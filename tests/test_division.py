@@ -107,12 +107,29 @@ def test_workload_is_balanced(division, level):
     assert division.balance(level) <= 1.5
 
 
+# The seeds' Dongcheng (README, "Territory"): 17 streets, 205 communities, 589 grids on 41.84 km².
+MODEL = {"streets": 17, "communities": 205, "grids": 589}
+MODEL_KM2 = 41.84
+
+
 def test_default_counts_follow_the_model_district(division):
+    counts = {level: len(getattr(division, level)) for level in MODEL}
     if division.adcode == "110101":
-        assert len(division.streets) == 17
-        assert len(division.communities) == 205
-        assert abs(len(division.grids) - 589) <= 2
+        assert counts["streets"] == 17
+        assert counts["communities"] == 205
+        assert abs(counts["grids"] - 589) <= 2
         assert abs(division.area_km2 - 41.84) / 41.84 < 0.01
+        return
+    # Any other district: "counts default from the area, scaled from the seeds'
+    # Dongcheng".  Luqiao is several times larger, so each level has more units
+    # than Dongcheng, but not more than in proportion to the area (a less dense
+    # district does not get smaller units than the city centre).
+    assert division.adcode == "331004"
+    scale = division.area_km2 / MODEL_KM2
+    assert scale > 2, division.area_km2  # the premise: Luqiao is the larger one
+    for level, model in MODEL.items():
+        assert model < counts[level] <= model * scale, (level, counts[level], scale)
+    assert counts["streets"] <= counts["communities"] <= counts["grids"]
 
 
 def test_luqiao_islands_are_in_the_territory():

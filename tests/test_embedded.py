@@ -14,7 +14,7 @@ def run(data_dir: Path, *args: str, password: str = "embedded-pw"):
 
 def test_embedded_server_is_created_reused_and_stopped(tmp_path):
     data = tmp_path / "grid data"
-    first = run(data, "users", "add", "keeper", "--role", "leader")
+    first = run(data, "users", "add", "keeper", "--role", "leader", "--as-owner")
     assert first.returncode == 0, first.stderr
     pgdata = data / "pgdata"
     assert (pgdata / "PG_VERSION").exists()
@@ -24,7 +24,7 @@ def test_embedded_server_is_created_reused_and_stopped(tmp_path):
     assert url.returncode == 0 and url.stdout.startswith("postgresql+psycopg2://")
     assert "/grid?host=/" in url.stdout  # a Unix socket, never a TCP port
     # Reused: the user added by the first run is still there.
-    listed = run(data, "users", "list", "--json")
+    listed = run(data, "users", "list", "--json", "--as-owner")
     assert listed.returncode == 0, listed.stderr
     assert "keeper" in [u["name"] for u in json.loads(listed.stdout)]
     status = json.loads(run(data, "db", "status", "--json").stdout)

@@ -88,3 +88,15 @@ def test_late_listener_catches_up_from_its_last_sequence(engine, actors):
         assert col.entries[-1].case_number == case.number
     finally:
         feed.stop()
+
+
+def test_stop_ends_a_listening_feed_without_waiting_for_its_heartbeat(engine):
+    """A window closes two feeds; each used to sit in select() until its heartbeat."""
+    col = Collector()
+    feed = ChangeFeed(dsn_of(engine), col.on_entries, col.on_online, heartbeat=3600.0).start()
+    assert wait_for(lambda: feed.online, 10)
+    # The thread is in select() on the connection now, its heartbeat an hour away; the
+    # join gives it far less than that, and it must be gone by then.
+    feed.stop(timeout=30.0)
+    assert not feed._thread.is_alive()
+    feed.stop()  # a second stop is harmless

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from console.gateway_queue import WriteAheadQueue, read_segment
+from console.gateway.queue import WriteAheadQueue, read_segment
 from db import migrate
 from db.engine import make_engine
 from db.positions import _WRITE_LOCK, PositionReport
@@ -113,6 +114,9 @@ def test_database_restart_mid_stream(tmp_path):
         assert down_503 > 0
         assert all(set(s.statuses) <= {200, 503, 0} for s in senders)
         assert count_positions(engine) == answered_200
+        print("FIGURES " + json.dumps({
+            "scenario": "PostgreSQL stopped during load", "answered_200": answered_200,
+            "stored_rows": count_positions(engine), "refused_503_while_down": down_503}))
         with engine.connect() as conn:
             for s in senders:
                 stored = set(
@@ -206,7 +210,7 @@ def test_sigkill_loses_no_report_answered_200(db_url, engine, tmp_path):
         blocker = None
         proc, port = spawn_gateway(db_url, queue_dir, log_path)
 
-        def all_stored() -> bool:
+        def stored() -> set:
             with engine.connect() as conn:
                 rows = conn.execute(
                     text(
@@ -214,11 +218,18 @@ def test_sigkill_loses_no_report_answered_200(db_url, engine, tmp_path):
                         "JOIN device d ON d.id = p.device_id"
                     )
                 ).all()
-            return answered <= {(r[0], r[1]) for r in rows}
+            return {(r[0], r[1]) for r in rows}
+
+        def all_stored() -> bool:
+            return answered <= stored()
 
         assert wait_for(all_stored, 30, step=0.2)
         # Stored once each: a report fsync'd but killed before its answer may be there too.
         assert count_positions(engine) <= len(answered) + len(senders)
+        print("FIGURES " + json.dumps({
+            "scenario": "gateway SIGKILLed mid-stream", "answered_200": len(answered),
+            "stored_rows": count_positions(engine), "in_queue_only_at_kill":
+            len(answered) - in_db_before, "answered_not_stored": len(answered - stored())}))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         assert list(queue_dir.glob("seg-*.wal")) == []  # everything committed: queue emptied

@@ -80,6 +80,9 @@ def test_osmand_query_get_with_every_field(gateway, engine, client):  # noqa: F8
         (BASE + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%S+08:00"),
         (BASE - timedelta(hours=5)).strftime("%Y-%m-%d %H:%M:%S-05:00"),
     ],
+    # Named by format, not by value: the stamps move with the clock, and parallel
+    # workers must collect the same test ids.
+    ids=["unix-s", "unix-ms", "iso-z", "iso-ms-z", "space-utc", "iso-naive", "iso+08", "space-05"],
 )
 def test_every_time_format_lands_at_the_same_utc_instant(gateway, engine, client, stamp):  # noqa: F811
     # quote() encodes "+" as %2B and " " as %20: the zone survives.

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from console.gateway_http import Limits
+from console.gateway.http import Limits
+from tests.conftest import wait_for
 from tests.gateway_support import (
     Client,
     add_devices,
@@ -120,8 +121,10 @@ def test_device_registered_later_is_accepted_after_the_unknown_ttl(engine, tmp_p
     with running_gateway(engine, tmp_path / "q", unknown_ttl=0.2) as gw:
         c = Client(gw.port)
         assert c.request("GET", q("late"))[0] == 404
+        assert c.request("GET", q("late"))[0] == 404  # remembered as unknown
         add_devices(engine, ["late"])
-        time.sleep(0.3)
+        # Once the gateway stops remembering it as unknown, it asks the database again.
+        assert wait_for(lambda: not gw.directory.recently_unknown("late"), 5)
         assert c.request("GET", q("late"))[0] == 200
         c.close()
 
@@ -216,11 +219,11 @@ def test_too_many_connections_get_503(engine, tmp_path):
     add_devices(engine, ["t1"])
     with running_gateway(engine, tmp_path / "q", limits=Limits(max_connections=2)) as gw:
         held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(2)]
-        time.sleep(0.1)
+        assert wait_for(lambda: len(gw.http.connections) == 2, 5)  # both accepted
         assert status_of(raw_exchange(gw.port, b"")) == 503
         for s in held:
             s.close()
-        time.sleep(0.1)
+        assert wait_for(lambda: len(gw.http.connections) == 0, 5)  # both gone
         c = Client(gw.port)
         assert c.request("GET", q())[0] == 200
         c.close()
@@ -258,9 +261,10 @@ def test_a_deleted_device_is_refused_after_the_reload(engine, tmp_path):
         c = Client(gw.port)
         assert c.request("GET", q("gone"))[0] == 200
         assert gw.wait_drained(5)
+        assert "gone" in gw.directory.known
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM device WHERE identifier = 'gone'"))
-        time.sleep(0.6)
+        assert wait_for(lambda: "gone" not in gw.directory.known, 5)  # the list was reloaded
         assert c.request("GET", q("gone", ts=EPOCH + 1))[0] == 404
         c.close()
 

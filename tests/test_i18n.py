@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from console.app import make_app
 from console.i18n import install, table, tr
+from widgets.app import make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from db.case_actions import perform
 from db.case_queries import case_detail
 from db.deadlines import cases_near_deadline, escalate_overdue
-from db.errors import BadInput
+from db.errors import BadInput, Conflict
 from tests.conftest import table_counts
 from tests.flows import case_in, report, step
 
@@ -71,10 +71,18 @@ def test_overdue_cases_escalate_automatically(engine, actors):
     entry = case_detail(engine, late.number)["log"][-1]
     assert entry["action"] == "auto_escalate" and entry["actor_name"] == "系统"
     assert _case(engine, late.number).version == late.version + 1
-    # Running again changes nothing; an operator's stale version now conflicts.
+    # Running again changes nothing.
     before = table_counts(engine)
     assert escalate_overdue(engine) == []
     assert table_counts(engine) == before
+    # An operator still holding the version from before the escalation conflicts,
+    # and is told the system acted first; nothing changes.
+    with pytest.raises(Conflict) as err:
+        perform(engine, actors["dept_huanwei"], "acknowledge", late.number, late.version)
+    assert "已被 系统 于" in err.value.zh and "自动督办" in err.value.zh
+    assert "escalated automatically by 系统" in err.value.en
+    assert table_counts(engine) == before
+    assert _case(engine, late.number).version == late.version + 1
 
 
 def test_manual_escalation_levels(engine, actors):
@@ -195,8 +203,8 @@ def test_case_numbers_are_unique_and_readable(engine, actors):
 
 
 def test_console_escalator_runs_on_its_timer(qtbot, engine, actors):
-    from console.app import make_app
     from console.escalator import Escalator
+    from widgets.app import make_app
 
     make_app()
     late = case_in(engine, actors, "filed")

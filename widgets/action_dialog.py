@@ -34,8 +34,18 @@ from PySide6.QtWidgets import (
 )
 
 from console.i18n import tr
-from console.workflow import ACTIONS, SEVERITIES, SEVERITY_LABELS, SOURCE_LABELS, SOURCES, label
+from db.errors import GridError
 from db.validation import MAX_DESCRIPTION, MAX_REASON
+from db.workflow import (
+    ACTIONS,
+    REPORTING_WORKER_SOURCE,
+    SEVERITIES,
+    SEVERITY_LABELS,
+    SOURCE_LABELS,
+    SOURCES,
+    label,
+)
+from widgets.case_detail import department_name
 
 EVALUATIONS = [("satisfied", "满意"), ("basically_satisfied", "基本满意"),
                ("dissatisfied", "不满意")]
@@ -43,12 +53,14 @@ EVALUATIONS = [("satisfied", "满意"), ("basically_satisfied", "基本满意"),
 
 @dataclass
 class FormContext:
-    """What the forms offer: departments, categories, and the case being acted on."""
+    """What the forms offer: departments, categories, the case being acted on, and the
+    active grid workers a report may name as its reporter."""
 
     departments: list[dict] = field(default_factory=list)
     categories: list[dict] = field(default_factory=list)
     case: dict | None = None
     lang: str = "zh"
+    workers: list[dict] = field(default_factory=list)
 
 
 class ActionDialog(QDialog):
@@ -84,7 +96,9 @@ class ActionDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         if ctx.case:
-            summary = QLabel(f"<b>{ctx.case['number']}</b> {ctx.case['category_name']} — "
+            category = (ctx.case.get("category_name_en") if ctx.lang != "zh" else None) \
+                or ctx.case["category_name"]
+            summary = QLabel(f"<b>{ctx.case['number']}</b> {category} — "
                              f"{ctx.case['description'][:60]}")
             summary.setWordWrap(True)
             layout.addWidget(summary)
@@ -120,8 +134,14 @@ class ActionDialog(QDialog):
         return box
 
     def _dept_items(self) -> list[tuple[str, str]]:
-        name = "name" if self.ctx.lang == "zh" else "name_en"
-        return [(d["code"], d[name] or d["name"]) for d in self.ctx.departments]
+        return [(d["code"], department_name(d, self.ctx.lang)) for d in self.ctx.departments]
+
+    def _dept_name(self, code: str) -> str:
+        """The name of the department ``code`` from the reference data (the code if unknown)."""
+        for d in self.ctx.departments:
+            if d["code"] == code:
+                return department_name(d, self.ctx.lang)
+        return code
 
     def _build_default(self) -> None:
         if self.rule.needs_reason:
@@ -142,7 +162,7 @@ class ActionDialog(QDialog):
         recommended = self._recommended_department()
         self._combo("department", "主办单位", self._dept_items(), recommended)
         if recommended:
-            hint = QLabel(tr("按类别推荐") + f"：{recommended}")
+            hint = QLabel(tr("按类别推荐") + f"：{self._dept_name(recommended)}")
             hint.setObjectName("recommendation")
             self.form.addRow("", hint)
         co = QListWidget()
@@ -219,11 +239,14 @@ class ActionDialog(QDialog):
         self.add_files([Path(p) for p in paths])
 
     def add_files(self, paths: list[Path]) -> None:
+        from db.validation import read_attachment_file
+
+        # Regular files only, never read past the size limit.
         for path in paths:
             try:
-                self.attachments.append((path.name, path.read_bytes()))
-            except OSError as exc:
-                self.show_error(f"{tr('无法读取')} {path.name}: {exc.strerror}")
+                self.attachments.append(read_attachment_file(path))
+            except GridError as exc:  # not a file, too large, unreadable: one line
+                self.show_error(exc.message(self.ctx.lang))
         names = "，".join(n for n, _ in self.attachments)
         self.attach_label.setText(names or tr("无照片"))
 
@@ -259,8 +282,17 @@ class ActionDialog(QDialog):
         self._combo("category", "问题类别", self._category_items())
         self._combo("severity", "紧急程度",
                     [(s, label(SEVERITY_LABELS, s, self.ctx.lang)) for s in SEVERITIES])
-        self._combo("source", "来源", [(s, label(SOURCE_LABELS, s, self.ctx.lang))
-                                       for s in SOURCES])
+        source = self._combo("source", "来源", [(s, label(SOURCE_LABELS, s, self.ctx.lang))
+                                                for s in SOURCES])
+        # The reporting grid worker, credited in the ranking by worker: only for the
+        # grid worker's own source (the service refuses it with any other).
+        worker_items = [("", tr("不指定"))] + [
+            (w["code"], f"{w['code']} {w['name']}"
+                        + (f"（{w['grid_name']}）" if w.get("grid_name") else ""))
+            for w in self.ctx.workers]
+        self._combo("worker", "上报网格员", worker_items)
+        source.currentIndexChanged.connect(self._show_reporting_worker)
+        self._show_reporting_worker()
         for key, caption in (("lon", "经度（WGS-84）"), ("lat", "纬度（WGS-84）"),
                              ("address", "地址"), ("reporter", "上报人"),
                              ("reporter_phone", "联系电话")):
@@ -274,6 +306,11 @@ class ActionDialog(QDialog):
         self.widgets["onsite"] = onsite
         self.form.addRow("", onsite)
         self._attachment_row()
+
+    def _show_reporting_worker(self) -> None:
+        """The worker picker is there only while the source is the grid worker's."""
+        patrol = self.widgets["source"].currentData() == REPORTING_WORKER_SOURCE
+        self.form.setRowVisible(self.widgets["worker"], patrol)
 
     # -- reading and checking -----------------------------------------------------
 
@@ -302,8 +339,9 @@ class ActionDialog(QDialog):
             out["approved"] = out["approved"] == "1"
         if self.attachments:
             out["attachments"] = list(self.attachments)
-        if out.get("worker") == "":
-            out.pop("worker")
+        if out.get("worker") == "" or (
+                self.action == "report" and out.get("source") != REPORTING_WORKER_SOURCE):
+            out.pop("worker", None)
         return out
 
     def problems(self) -> list[str]:

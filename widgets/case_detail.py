@@ -9,7 +9,7 @@ operators from working one problem twice.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
@@ -25,9 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.config import hall_timezone
 from console.i18n import tr
-from console.workflow import (
+from db.clock import hall_timezone
+from db.workflow import (
     ESCALATION_LABELS,
     ROLE_LABELS,
     SEVERITY_LABELS,
@@ -36,6 +36,44 @@ from console.workflow import (
     action_label,
     label,
 )
+
+
+def department_name(dept: dict, lang: str) -> str:
+    """A department as operators name it: the reference data's name, never its code.
+
+    English when the console runs in English and the reference data has an
+    English name; the Chinese name otherwise; the code only if it has no name.
+    """
+    name = (dept.get("name_en") if lang != "zh" else None) or dept.get("name")
+    return name or dept["code"]
+
+
+THUMB_W, THUMB_H = 120, 90
+
+
+def thumbnail(data: bytes) -> QImage | None:
+    """A photo scaled to the detail's thumbnail size, or None if it is no image.
+
+    ``QImage`` works on any thread (``QPixmap`` only on the GUI thread), so the
+    decoding of photos of up to 10 MB happens in the worker that read them;
+    the GUI thread only wraps a 120×90 picture.
+    """
+    image = QImage()
+    if not image.loadFromData(data):
+        return None
+    return image.scaled(THUMB_W, THUMB_H, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+
+
+def with_thumbnails(case: dict) -> dict:
+    """``case`` with its ``images`` as (name, thumbnail) and the full bytes let go.
+
+    Runs in the worker thread after ``db.case_context.case_view``.
+    """
+    case["images"] = [(name, thumb) for name, data in case.get("images", [])
+                      if (thumb := thumbnail(data) if isinstance(data, bytes | bytearray)
+                          else data) is not None]
+    return case
 
 
 def when(ts, with_date: bool = True) -> str:
@@ -66,6 +104,7 @@ class CaseDetail(QWidget):
         for key, text in (("category", "类别"), ("severity", "紧急程度"), ("source", "来源"),
                           ("location", "位置"), ("grid", "网格"), ("description", "问题描述"),
                           ("reporter", "上报人"), ("department", "处置单位"),
+                          ("worker", "派遣网格员"),
                           ("deadline", "本阶段时限"), ("counts", "返工/退单/延期")):
             value = QLabel("—")
             value.setWordWrap(True)
@@ -145,9 +184,12 @@ class CaseDetail(QWidget):
         f["grid"].setText(grid or tr("辖区外或未划分"))
         f["description"].setText(case["description"])
         f["reporter"].setText(case.get("reporter") or "—")
-        depts = [f"{a['code']}{'（主办）' if a['is_lead'] else '（协办）'}"
+        depts = [f"{department_name(a, lang)}"
+                 f"（{tr('主办') if a['is_lead'] else tr('协办')}）"
                  + ("✓" if a["fed_back_at"] else "") for a in case.get("assignments", [])]
         f["department"].setText("，".join(depts) or "—")
+        worker = case.get("worker")
+        f["worker"].setText(f"{worker['name']}（{worker['code']}）" if worker else "—")
         f["deadline"].setText(when(case["stage_due_at"]))
         f["counts"].setText(f"{case['rework_count']} / {case['return_count']} / "
                             f"{case['extended_h']:g}h"
@@ -187,19 +229,21 @@ class CaseDetail(QWidget):
         text = "，".join(names)
         self.presence.setText(f"👁 {text} {tr('正在查看')}" if names else "")
 
-    def _set_images(self, images: list[tuple[str, bytes]]) -> None:
+    def _set_images(self, images: list[tuple[str, QImage | bytes]]) -> None:
+        """Thumbnails made in the worker (``with_thumbnails``); raw bytes are scaled here
+        only when a caller hands them in directly."""
         while self.images.count():
             item = self.images.takeAt(0)
             if item.widget():
                 item.widget().deleteLater()
-        for name, data in images:
-            pix = QPixmap()
-            if pix.loadFromData(data):
-                lab = QLabel()
-                lab.setPixmap(pix.scaled(120, 90, Qt.AspectRatioMode.KeepAspectRatio,
-                                         Qt.TransformationMode.SmoothTransformation))
-                lab.setToolTip(name)
-                self.images.addWidget(lab)
+        for name, picture in images:
+            image = picture if isinstance(picture, QImage) else thumbnail(picture)
+            if image is None or image.isNull():
+                continue
+            lab = QLabel()
+            lab.setPixmap(QPixmap.fromImage(image))
+            lab.setToolTip(name)
+            self.images.addWidget(lab)
 
     def _merge_clicked(self) -> None:
         item = self.duplicates.currentItem()

@@ -34,9 +34,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 
 from console.case_store import CaseRow, CaseStore
-from console.config import hall_timezone
 from console.i18n import tr
-from console.workflow import (
+from db.clock import hall_timezone
+from db.workflow import (
     SEVERITY_LABELS,
     SOURCE_LABELS,
     STATUS_LABELS,
@@ -82,7 +82,7 @@ ANSWERED_ROLES = frozenset(
 
 # --- colours (background, foreground): readable on dark and light themes -----
 
-WARNING_SHARE = 0.8  # DESIGN §2: yellow at 80 % of the limit, red when overdue
+WARNING_SHARE = 0.8  # docs/DOMAIN.md §2: yellow at 80 % of the limit, red when overdue
 COUNTDOWN_WARNING = (QColor("#f5a623"), QColor("#1a1a1a"))
 COUNTDOWN_OVERDUE = (QColor("#d32f2f"), QColor("#ffffff"))
 CARD_YELLOW = (QColor("#fdd835"), QColor("#1a1a1a"))

@@ -1,9 +1,11 @@
 """The operator's case queue: a filter bar over one table of every open case.
 
 Operators live in this table for a whole shift, so it is a model/view table
-(``CaseQueueModel`` → ``CaseFilterProxy`` → ``QTableView``), never a widget
-per row: a live change touches one row, the 1 s clock repaints only the
-visible age and countdown cells, and nothing here waits on the database —
+(``CaseQueueModel`` → ``CaseFilterProxy`` → ``QueueTable``), never a widget
+per row: a live change touches one row (a case coming, going or moving off
+screen repaints nothing, one on screen only the rows from it down, and the
+top visible row stays put), the 1 s clock repaints only the visible age and
+countdown cells, and nothing here waits on the database —
 saved filters and the filter bar's choices load on pool threads
 (``console.tasks.run_in_thread``) through ``db`` functions.
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSlider,
     QCheckBox,
     QComboBox,
     QHBoxLayout,
@@ -29,21 +32,25 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
+    QScrollBar,
+    QStyle,
+    QStyleOptionSlider,
     QTableView,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import Engine
 
 from console.case_filter import CaseFilter
 from console.case_store import CaseRow, CaseStore
 from console.i18n import tr
 from console.tasks import run_in_thread
-from console.workflow import OPEN_STATUS_ORDER, SOURCE_LABELS, SOURCES, STATUS_LABELS, label
 from db.case_queries import queue_choices
+from db.engine import Engine
 from db.errors import GridError
 from db.saved_filters import delete_filter, list_filters, save_filter
+from db.users import Actor
+from db.workflow import OPEN_STATUS_ORDER, SOURCE_LABELS, SOURCES, STATUS_LABELS, label
 from widgets.case_model import (
     COL_AGE,
     COL_CATEGORY,
@@ -76,18 +83,243 @@ COLUMN_WIDTHS = {
 QUEUE_STATUSES = OPEN_STATUS_ORDER
 
 
+def _rewire(old: list, model, wanted) -> list:
+    """Drop the ``old`` connections; connect ``wanted`` (signal name, slot) on ``model``.
+
+    Connection handles, not (signal, bound method) pairs, are kept: a widget
+    holding its own bound methods is a reference cycle, freed only by the
+    cyclic garbage collector, which may run on a pool thread and there
+    delete a widget — a deadlock with the GUI thread.
+    """
+    for connection in old:
+        QObject.disconnect(connection)
+    if model is None:
+        return []
+    return [getattr(model, name).connect(slot) for name, slot in wanted]
+
+
+class _QuietScrollBar(QScrollBar):
+    """A scroll bar that repaints only when what it draws changed.
+
+    With 100,000 rows one row more or less moves the handle by a small
+    fraction of a pixel, yet ``QScrollBar`` repaints on every range change —
+    with the house style sheet that paint (and the scroll area's frame behind
+    it) is 0.6–2 ms, more than the rest of an off-screen change.  The look is
+    the handle's rectangle and whether the value sits at either end (the
+    arrows' state); a range or value change that keeps it skips the repaint.
+    """
+
+    def __init__(self, orientation: Qt.Orientation, parent: QWidget | None = None):
+        super().__init__(orientation, parent)
+        self._shown: tuple | None = None  # the look last painted
+
+    def _look(self) -> tuple:
+        opt = QStyleOptionSlider()
+        self.initStyleOption(opt)
+        handle = self.style().subControlRect(
+            QStyle.ComplexControl.CC_ScrollBar, opt, QStyle.SubControl.SC_ScrollBarSlider, self
+        )
+        lo, hi, value = self.minimum(), self.maximum(), self.value()
+        return handle.getRect(), value <= lo, value >= hi, lo == hi
+
+    def sliderChange(self, change: QAbstractSlider.SliderChange) -> None:
+        if (
+            change in _QUIET_CHANGES
+            and self._shown is not None
+            and not self.isSliderDown()
+            and self._look() == self._shown
+        ):
+            return
+        super().sliderChange(change)
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        self._shown = self._look()
+
+
+class _ColumnHeader(QHeaderView):
+    """The column header, which has nothing to do when rows move or cells change.
+
+    Every item view answers ``rowsMoved`` with a delayed full layout, and for
+    a header that means repainting every section (Python ``headerData``
+    calls for each role of each): about 0.5 ms on each case that changes
+    place in the queue.  A layout owed to row moves alone is skipped;
+    anything else (a reset, a layout change, columns) gets Qt's own.
+
+    ``QHeaderView.dataChanged`` forgets the header's size hint on every cell
+    change, so the view's next layout measures every section again (0.15 ms
+    with the style sheet); only sections sized to their contents depend on
+    cells, and the queue has none (see ``CaseQueueView``), so without them
+    a cell change leaves the header alone.
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(Qt.Orientation.Horizontal, parent)
+        self.setSectionsClickable(True)  # as QTableView's own header
+        self.setHighlightSections(True)
+        self._moves_only = False
+        self._fits_cells: bool | None = None  # a section sized to its cells (None: look)
+        self._model_connections: list = []
+
+    def setModel(self, model) -> None:
+        super().setModel(model)
+        self._moves_only = False
+        self._fits_cells = None
+        other = self._other
+        self._model_connections = _rewire(
+            self._model_connections,
+            model,
+            (
+                ("rowsAboutToBeMoved", self._before_move),
+                ("modelReset", other),
+                ("layoutChanged", other),
+                ("columnsInserted", other),
+                ("columnsRemoved", other),
+                ("columnsMoved", other),
+            ),
+        )
+
+    def _before_move(self, *_args) -> None:
+        if not self._moves_only:
+            self.executeDelayedItemsLayout()  # one something else left pending runs whole
+            self._moves_only = True
+
+    def _other(self, *_args) -> None:
+        self._moves_only = False
+        self._fits_cells = None  # the columns may have changed
+
+    def reset(self) -> None:
+        super().reset()
+        self._moves_only = False
+
+    def setSectionResizeMode(self, *args) -> None:
+        super().setSectionResizeMode(*args)
+        self._fits_cells = None
+
+    def dataChanged(self, top_left, bottom_right, roles=()) -> None:
+        if self._fits_cells is None:
+            fit = QHeaderView.ResizeMode.ResizeToContents
+            self._fits_cells = any(self.sectionResizeMode(c) == fit for c in range(self.count()))
+        if self._fits_cells:
+            super().dataChanged(top_left, bottom_right, list(roles or ()))
+
+    def doItemsLayout(self) -> None:
+        moves_only, self._moves_only = self._moves_only, False
+        if not moves_only:
+            super().doItemsLayout()
+
+
+_QUIET_CHANGES = (
+    QAbstractSlider.SliderChange.SliderRangeChange,
+    QAbstractSlider.SliderChange.SliderValueChange,
+)
+_PER_ITEM = QAbstractItemView.ScrollMode.ScrollPerItem
+
+
 class QueueTable(QTableView):
-    """The table: repaints only what is visible; says when it has painted.
+    """The table: repaints only what changed on screen; says when it has painted.
 
     Qt repaints the whole viewport for a ``dataChanged`` range that runs past
     the visible rows (the clock tick spans every row); clamping the range to
     the visible rows keeps the tick to the age and countdown cells on screen.
+
+    Rows inserted, removed or moved are worse: ``QTableView`` answers each
+    with a delayed full layout whose last step repaints the whole viewport
+    (20–30 ms at 1600×900), even for row 50,000 when rows 0–28 are shown.
+    Here the view follows them itself (``doItemsLayout`` then only sets the
+    scroll bar's range, once for a burst of changes) and repaints what moved:
+    the rows at and below the change, within the visible rows — nothing at all
+    for a change off screen.  The top visible row stays where it is when
+    rows come or go above it (the scroll value follows it, without scrolling
+    pixels), so the case the operator reads does not jump; only at the very
+    head of the queue (scrolled to the top) do new rows push the others down,
+    because there the operator watches the head.  Resets, layout changes
+    (sorting, filtering), hidden rows and column changes keep Qt's own full
+    layout.
+
     ``painted`` lets tests and the benchmark see a frame actually drawn.
     """
 
     painted = Signal()
 
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setVerticalScrollBar(_QuietScrollBar(Qt.Orientation.Vertical, self))
+        self.setHorizontalHeader(_ColumnHeader(self))
+        self._light = False  # Qt's pending layout is for rows this view followed itself
+        self._full = False  # something else asked for Qt's full layout
+        self._partial = False  # a partial repaint was asked for and not yet painted
+        self._removal: tuple | None = None  # the plan for rows about to go
+        self._move: tuple | None = None  # the plan for rows about to move
+        self._model_connections: list = []
+
+    # -- the model -------------------------------------------------------------------
+
+    def setModel(self, model) -> None:
+        super().setModel(model)
+        self._full = True
+        full = self._need_full
+        self._model_connections = _rewire(
+            self._model_connections,
+            model,
+            (
+                ("rowsAboutToBeInserted", self._before_rows),
+                ("rowsRemoved", self._after_removal),
+                ("rowsAboutToBeMoved", self._before_move),
+                ("rowsMoved", self._after_move),
+                ("modelReset", full),
+                ("layoutChanged", full),
+                ("columnsInserted", full),
+                ("columnsRemoved", full),
+                ("columnsMoved", full),
+            ),
+        )
+
+    def setRootIndex(self, index) -> None:
+        super().setRootIndex(index)
+        self._full = True
+
+    def reset(self) -> None:
+        super().reset()
+        self._full = True
+
+    def _need_full(self, *_args) -> None:
+        self._full = True
+
+    # -- Qt's layout -----------------------------------------------------------------
+
+    def doItemsLayout(self) -> None:
+        light, full = self._light, self._full
+        self._light = self._full = False
+        if full or not light:
+            super().doItemsLayout()
+            return
+        # QTableView's layout minus its viewport().update(): the rows on screen
+        # were repainted (or left alone) when they changed.
+        header = self.verticalHeader()
+        offset = header.offset()
+        self.updateGeometries()
+        if header.offset() != offset:  # the new range moved the rows (the end of the list)
+            self.viewport().update()
+        if not header.updatesEnabled():  # QTableView turns them off on a removal
+            header.setUpdatesEnabled(True)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        if dy and self._partial:  # a partial repaint asked for before the pixels moved
+            self.viewport().update()
+
+    def paintEvent(self, event) -> None:
+        self._partial = False
+        super().paintEvent(event)
+        self.painted.emit()
+
+    # -- rows ------------------------------------------------------------------------
+
     def dataChanged(self, top_left, bottom_right, roles=()):
+        if self._light:
+            # Qt skips repaints while a layout is pending; ours is cheap, run it now.
+            self.executeDelayedItemsLayout()
         first, last = top_left.row(), bottom_right.row()
         model = self.model()
         if top_left.isValid() and last > first and model is not None:
@@ -104,9 +336,151 @@ class QueueTable(QTableView):
             bottom_right = model.index(hi, bottom_right.column())
         super().dataChanged(top_left, bottom_right, list(roles or ()))
 
-    def paintEvent(self, event) -> None:
-        super().paintEvent(event)
-        self.painted.emit()
+    def _follows(self, parent) -> bool:
+        """Whether this view can follow a row change itself (else Qt's full layout)."""
+        header = self.verticalHeader()
+        ok = (
+            parent == self.rootIndex()
+            and not header.hiddenSectionCount()
+            and not header.sectionsMoved()
+        )
+        if not ok:
+            self._full = True
+        return ok
+
+    def _before_rows(self, parent, _first: int = 0, _last: int = 0) -> None:
+        """Before rows change: run a layout something else left pending, then claim Qt's next."""
+        if self._full or not self._light:
+            self.executeDelayedItemsLayout()
+            self._full = False
+        self._light = True
+
+    def rowsInserted(self, parent, first: int, last: int) -> None:
+        super().rowsInserted(parent, first, last)
+        if self._follows(parent):
+            header = self.verticalHeader()
+            value = self.verticalScrollBar().value()
+            self._show(*self._rows_in(first, last, value, header.offset()))
+
+    def rowsAboutToBeRemoved(self, parent, first: int, last: int) -> None:
+        self._before_rows(parent)
+        # Qt moves the current row off a removed one and would scroll to it first
+        # (one row below the removed one: a jump for nothing once the rows close up).
+        scroll = self.hasAutoScroll()
+        self.setAutoScroll(False)
+        try:
+            super().rowsAboutToBeRemoved(parent, first, last)
+        finally:
+            self.setAutoScroll(scroll)
+        if self._follows(parent):
+            header = self.verticalHeader()
+            value = self.verticalScrollBar().value()
+            self._removal = self._rows_out(first, last, value, header.offset())
+
+    def _after_removal(self, *_args) -> None:
+        plan, self._removal = self._removal, None
+        if plan is not None:
+            self._show(*plan)
+
+    def _before_move(self, parent, first: int, last: int, dest_parent, dest: int) -> None:
+        self._before_rows(parent)
+        if dest_parent != parent:
+            self._full = True  # from one parent to another: not a table's move
+        elif self._follows(parent):
+            header = self.verticalHeader()
+            value = self.verticalScrollBar().value()
+            self._move = self._rows_out(first, last, value, header.offset())
+
+    def _after_move(self, _parent, first: int, last: int, _dest_parent, dest: int) -> None:
+        """A move is the rows leaving where they were, then arriving where they are now."""
+        plan, self._move = self._move, None
+        if plan is None:
+            return
+        value, dirty, offset = plan
+        n = last - first + 1
+        at = dest if dest < first else dest - n  # where the rows now start
+        value, dirty_in, offset = self._rows_in(at, at + n - 1, value, offset)
+        if dirty is None or (dirty_in is not None and dirty_in < dirty):
+            dirty = dirty_in
+        self._show(value, dirty, offset)
+
+    # -- where rows are: scroll bar units, content and viewport pixels -----------------
+    #
+    # A plan is (scroll value, first viewport y to repaint or None, the header's
+    # offset that keeps every row from the top row down where it was on screen,
+    # or None when everything on screen is repainted anyway).
+
+    def _units(self, first: int, last: int, top: int, bottom: int) -> int:
+        """Rows ``first..last`` (pixels ``top..bottom``) in scroll bar units."""
+        return last - first + 1 if self.verticalScrollMode() == _PER_ITEM else bottom - top
+
+    def _span(self, first: int, last: int) -> tuple[int, int]:
+        """Rows ``first..last`` in content pixels: (top, bottom)."""
+        header = self.verticalHeader()
+        return header.sectionPosition(first), header.sectionPosition(last) + header.sectionSize(
+            last
+        )
+
+    def _rows_in(
+        self, first: int, last: int, value: int, offset: int | None
+    ) -> tuple[int, int | None, int | None]:
+        """Plan for rows ``first..last`` that just arrived (the header has them)."""
+        top, bottom = self._span(first, last)
+        if offset is None:  # everything is repainted: only the scroll value matters
+            per_item = self.verticalScrollMode() == _PER_ITEM
+            above = value > 0 and (first if per_item else top) <= value
+            grow = self._units(first, last, top, bottom) if above else 0
+            return value + grow, 0, None
+        if offset > 0 and top <= offset:  # at or above the top row: it keeps its place
+            return value + self._units(first, last, top, bottom), None, offset + bottom - top
+        return value, top - offset, offset
+
+    def _rows_out(
+        self, first: int, last: int, value: int, offset: int
+    ) -> tuple[int, int | None, int | None]:
+        """Plan for rows ``first..last`` about to go (the header still has them)."""
+        top, bottom = self._span(first, last)
+        if self.verticalScrollMode() == _PER_ITEM:
+            gone_above = max(0, min(last + 1, value) - first)  # rows before the value's row
+        else:
+            gone_above = max(0, min(bottom, value) - top)
+        value -= gone_above
+        if bottom <= offset:  # all above the screen: the top row keeps its place
+            return value, None, offset - (bottom - top)
+        if top < offset:  # the top row goes: the first row after the gap takes its place
+            return value, 0, None
+        return value, top - offset, offset
+
+    def _show(self, value: int, dirty: int | None, offset: int | None) -> None:
+        """Scroll bar to ``value`` without moving pixels; repaint the viewport from ``dirty`` down.
+
+        When the header's offset does not come out as ``offset`` (at the very
+        end of the rows Qt aligns the last row with the bottom edge instead of
+        the top row with the top), rows did move on screen: repaint them all.
+        """
+        bar = self.verticalScrollBar()
+        viewport = self.viewport()
+        if value != bar.value():
+            blocked = bar.blockSignals(True)  # no scrollContentsBy: nothing on screen moves
+            try:
+                if value > bar.maximum():  # the range for the rows just inserted comes below
+                    bar.setMaximum(value)
+                bar.setValue(value)
+            finally:
+                bar.blockSignals(blocked)
+            self.updateGeometries()  # the range, and the header's offset from the value
+            if bar.value() != value or (
+                offset is not None and self.verticalHeader().offset() != offset
+            ):
+                viewport.update()
+                return
+        if dirty is None:
+            return
+        height = viewport.height()
+        dirty = max(dirty, 0)
+        if dirty < height:
+            viewport.update(0, dirty, viewport.width(), height - dirty)
+            self._partial = True
 
 
 class StatusPicker(QToolButton):
@@ -169,7 +543,7 @@ class CaseQueueView(QWidget):
         self,
         store: CaseStore,
         engine: Engine,
-        user_id: int,
+        user_id: int | Actor,  # an Actor proves its session when saving filters
         parent: QWidget | None = None,
         lang: str | None = None,
     ):
@@ -216,6 +590,11 @@ class CaseQueueView(QWidget):
         self.order_button = QPushButton(tr("默认排序"))
         self.order_button.setToolTip(tr("特急案件优先，其次超时，再按期限远近"))
         self.count_label = QLabel()
+        # A drill-down from the evaluation panel: which number's cases these are.
+        self.drill_label = QLabel()
+        self.drill_label.setObjectName("drillLabel")
+        self.drill_back = QPushButton(tr("返回队列"))
+        self.drill_back.setObjectName("drillBack")
         self.message_label = QLabel()
         self.message_label.setProperty("alarm", True)
 
@@ -266,8 +645,15 @@ class CaseQueueView(QWidget):
         bar2.addStretch(1)
         bar2.addWidget(self.message_label)
         bar2.addWidget(self.count_label)
+        self.drill_bar = QWidget()
+        bar0 = QHBoxLayout(self.drill_bar)
+        bar0.setContentsMargins(0, 0, 0, 0)
+        bar0.addWidget(self.drill_label, 1)
+        bar0.addWidget(self.drill_back)
+        self.drill_bar.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.drill_bar)
         layout.addLayout(bar1)
         layout.addLayout(bar2)
         layout.addWidget(self.table, 1)
@@ -292,6 +678,7 @@ class CaseQueueView(QWidget):
         self.overdue_check.toggled.connect(self._apply_widgets)
         self.escalated_check.toggled.connect(self._apply_widgets)
         self.clear_button.clicked.connect(lambda: self.set_filter(CaseFilter()))
+        self.drill_back.clicked.connect(lambda: self.set_filter(CaseFilter()))
         self.order_button.clicked.connect(self.default_order)
         self.saved_combo.activated.connect(self._saved_chosen)
         self.save_button.clicked.connect(self._ask_save)
@@ -320,6 +707,13 @@ class CaseQueueView(QWidget):
         self._filter = f
         self._sync_widgets()
         self._apply(f)
+
+    def show_cases(self, case_ids, caption: str) -> None:
+        """List exactly these cases, of any status (the cases behind a number)."""
+        ids = frozenset(int(i) for i in case_ids)
+        self.store.pin(ids)
+        self.drill_label.setText(f"{caption}（{len(ids)} {tr('件')}）")
+        self.set_filter(CaseFilter(case_ids=ids or frozenset({-1})))
 
     def select_case(self, case_id: int) -> bool:
         """Select and scroll to a case; False when it is not in the (filtered) queue."""
@@ -411,6 +805,9 @@ class CaseQueueView(QWidget):
         self._apply(f)
 
     def _apply(self, f: CaseFilter) -> None:
+        if not f.case_ids and self.store.pinned:
+            self.store.pin(())  # leaving a drill-down: the closed cases go again
+        self.drill_bar.setVisible(bool(f.case_ids))
         keep = self._current_id
         self.proxy.set_filter(f)
         if keep is not None and self.proxy.row_of(keep) is None:

@@ -20,8 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from console.config import hall_timezone
-from console.workflow import STATUS_LABELS, action_label, label
+from db.clock import hall_timezone
+from db.workflow import STATUS_LABELS, action_label, label
+from widgets.elided_label import ElidedLabel
 
 TEXT = {
     "title": ("网格指挥调度台", "Grid Command Console"),
@@ -33,6 +34,12 @@ TEXT = {
     "cases": ("案件", "Cases"),
     "log": ("日志序号", "Log sequence"),
     "feed": ("实时连接", "Live feed"),
+    "audit": ("日志审计", "Log audit"),
+    "audit_never": (
+        "从未校验（python main.py audit verify）", "never verified (python main.py audit verify)"
+    ),
+    "audit_ok": ("{at} 校验通过，至第 {seq} 条", "verified {at}, up to entry {seq}"),
+    "audit_bad": ("{at} 校验失败：第 {bad} 条被改动", "{at} FAILED: entry {bad} was altered"),
     "online": ("● 在线", "● online"),
     "offline": ("● 离线：正在重连，恢复后自动补齐", "● offline: reconnecting, will catch up"),
     "loading": ("正在读取数据库状态…", "Reading database status…"),
@@ -56,7 +63,7 @@ class StatusView(QWidget):
         self.setObjectName("statusView")
         title = QLabel(self.t("title"))
         title.setObjectName("title")
-        self.subtitle = QLabel(self.t("loading"))
+        self.subtitle = ElidedLabel(self.t("loading"))
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         for key in (
@@ -67,9 +74,10 @@ class StatusView(QWidget):
             "reference",
             "cases",
             "log",
+            "audit",
             "feed",
         ):
-            value = QLabel("—")
+            value = ElidedLabel("—")
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = value
             form.addRow(self.t(key) + "：" if lang == "zh" else self.t(key) + ":", value)
@@ -110,6 +118,17 @@ class StatusView(QWidget):
         )
         f["cases"].setText(str(status["cases"]))
         f["log"].setText(str(status["log_seq"]))
+        audit = status.get("audit")
+        if not audit:
+            f["audit"].setText(self.t("audit_never"))
+        else:
+            at = audit["at"].astimezone(hall_timezone()).strftime("%m-%d %H:%M")
+            key = "audit_ok" if audit["ok"] else "audit_bad"
+            f["audit"].setText(
+                self.t(key).format(at=at, seq=audit["to_seq"], bad=audit["first_bad_seq"])
+            )
+            f["audit"].setProperty("alarm", not audit["ok"])
+            f["audit"].style().polish(f["audit"])
         by_status = status["cases_by_status"]
         self.table.setRowCount(len(STATUS_LABELS))
         for i, key in enumerate(STATUS_LABELS):
