@@ -153,6 +153,7 @@ def test_system_menu_has_quit_on_ctrl_q_and_it_leaves_cleanly(qtbot, db_url, tmp
     app = make_app()
     controller = ConsoleController(Settings(database_url=db_url, data_dir=tmp_path))
     other = QLabel("another window stays open")  # so only 退出 itself can end the loop
+    done = False
     try:
         controller.start()
         qtbot.waitUntil(lambda: controller.login is not None and controller.login.isVisible(),
@@ -178,6 +179,9 @@ def test_system_menu_has_quit_on_ctrl_q_and_it_leaves_cleanly(qtbot, db_url, tmp
         failsafe.stop()
         assert code == 0
         assert not win.isVisible()
+        # What run_window does once the loop has ended: the last writes finish (bounded).
+        controller.shutdown()
+        done = True
         engine = make_engine(db_url)
         try:  # left cleanly: layout and geometry saved for the user, presence cleared
             uid = win.actor.id
@@ -189,7 +193,8 @@ def test_system_menu_has_quit_on_ctrl_q_and_it_leaves_cleanly(qtbot, db_url, tmp
         finally:
             engine.dispose()
     finally:
-        controller.shutdown()
+        if not done:
+            controller.shutdown()
         if controller.login is not None:
             controller.login.close()
         other.close()
