@@ -161,18 +161,20 @@ def _write_anchor(path: Path, seq: int, head: str) -> None:
 
 
 def _record(engine: Engine, result: AuditResult) -> None:
-    """Note the verification in the database, for the wall and the status window."""
+    """Note the verification in the database, for the wall and the status window.
+
+    Only ``grid_audit_check`` (revision 0011) writes ``audit_check``, after checking
+    the same range itself: a console cannot record a verification that did not
+    happen.  This client's own finding (which also covers the anchors kept outside
+    the database) goes with it and can only make the recorded result worse.
+    """
     try:
         with engine.begin() as conn:
             conn.execute(
-                text(
-                    "INSERT INTO audit_check (from_seq, to_seq, entries, ok, first_bad_seq) "
-                    "VALUES (:f, :t, :n, :ok, :bad)"
-                ),
-                {"f": result.from_seq, "t": result.to_seq, "n": result.entries,
-                 "ok": result.ok, "bad": result.first_bad_seq},
+                text("SELECT grid_audit_check(:f, :bad)"),
+                {"f": result.from_seq, "bad": result.first_bad_seq},
             )
-    except Exception:  # a read-only role (the wall) verifies without recording
+    except Exception:  # a lost database: the verification stands, unrecorded
         pass
 
 

@@ -87,6 +87,15 @@ def _snapshot(db) -> tuple:
             conn.execute(text(
                 'SELECT string_agg(status || department_id::text, \',\' ORDER BY id) FROM "case"'
             )).scalar(),
+            # the tables beside the case
+            conn.execute(text(
+                "SELECT string_agg(concat_ws(':', case_id, department_id, is_lead, "
+                "acknowledged_at, fed_back_at, feedback), ',' ORDER BY case_id, department_id) "
+                "FROM case_assignment")).scalar(),
+            conn.execute(text("SELECT count(*) FROM attachment")).scalar(),
+            conn.execute(text("SELECT string_agg(day || n, ',' ORDER BY day) FROM case_counter")
+                         ).scalar(),
+            conn.execute(text("SELECT count(*) FROM audit_check")).scalar(),
         )
 
 
@@ -308,6 +317,129 @@ def test_the_gateway_role_writes_positions_and_nothing_else(trust_db):
         _refused(trust_db, sql, role="grid_gateway")
 
 
+# --- the tables beside the case --------------------------------------------------------
+
+
+def _side_attack(db, who: str, action: str, sql: str, case: dict | None = None,
+                 case_step: str | None = None, to_status: str | None = None):
+    """``sql`` on a side table as ``who`` declaring ``action``; with ``case_step`` the
+    transaction also takes that legal step on the case (row and log entry), so the side
+    write rides on a real change of its case.  Returns the error or None."""
+    conn = _raw(db)
+    token = _login(db, who).token
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('grid.session', %s, true), "
+                        "set_config('grid.action', %s, true)", (token, action))
+            if case_step is not None:  # in the services' order: case, side rows, log
+                v = case["version"] + 1
+                cur.execute(f'UPDATE "case" SET status = %s, version = %s{case_step} '
+                            "WHERE id = %s", (to_status, v, case["id"]))
+            cur.execute(sql)
+            if case_step is not None:
+                cur.execute(
+                    "INSERT INTO case_log (case_id, case_number, action, from_status, "
+                    "to_status, case_version, actor_id, actor_name, actor_role, workstation, "
+                    "payload) VALUES (%s, %s, %s, NULL, %s, %s, NULL, 'x', 'x', 'ws', '{}')",
+                    (case["id"], case["number"], action, to_status, v))
+        conn.commit()
+        return None
+    except psycopg2.Error as exc:
+        conn.rollback()
+        return str(exc)
+    finally:
+        conn.close()
+
+
+def _department_id(db, code: str) -> int:
+    with db["owner"].connect() as conn:
+        return conn.execute(text("SELECT id FROM department WHERE code = :c"),
+                            {"c": code}).scalar_one()
+
+
+@pytest.mark.parametrize(
+    ("who", "action", "sql", "step", "why"),
+    [
+        # A department not on the case adds itself (then passes "own department").
+        ("shizheng", "feedback",
+         "INSERT INTO case_assignment (case_id, department_id, is_lead, assigned_at) "
+         "VALUES ({case}, {shizheng}, false, now())", None, "comes only with a change"),
+        # The assigned department marks itself fed back without the feedback step.
+        ("huanwei", "feedback", "UPDATE case_assignment SET fed_back_at = now() "
+         "WHERE case_id = {case}", None, "comes only with a change"),
+        # A dispatcher strips a case of its departments, the case untouched.
+        ("disp", "dispatch", "DELETE FROM case_assignment WHERE case_id = {case}", None,
+         "comes only with a change"),
+        # A legal acknowledge that also writes a feedback text into the assignment.
+        ("huanwei", "acknowledge", "UPDATE case_assignment SET acknowledged_at = now(), "
+         "feedback = '已处理完毕' WHERE case_id = {case}", "", "does not update"),
+        # A legal acknowledge by a department that moves the case to itself.
+        ("huanwei", "acknowledge", "UPDATE case_assignment SET department_id = {shizheng} "
+         "WHERE case_id = {case}", "", "keeps its case, department"),
+        # Evidence slipped under a case nobody changed.
+        ("huanwei", "feedback", "INSERT INTO attachment (case_id, filename, mime, size, "
+         "sha256, data, uploaded_by) VALUES ({case}, 'a.png', 'image/png', 1, 'x', "
+         "'\\x00', '刘值班')", None, "comes only with a change"),
+        # The day's counter jumps, leaving a hole in the case numbers.
+        ("intake", "report", "UPDATE case_counter SET n = n + 100", None,
+         "only counts up by one"),
+        # Or counts a number no case takes.
+        ("intake", "report", "INSERT INTO case_counter VALUES ('20990101', 1)", None,
+         "only for the case that takes it"),
+        # Nobody but the database records a verification of the chain.
+        ("lead", "escalate", "INSERT INTO audit_check (from_seq, to_seq, entries, ok) "
+         "VALUES (0, 99, 99, true)", None, "permission denied"),
+    ],
+)
+def test_the_tables_beside_a_case_change_only_with_its_steps(trust_db, who, action, sql, step,
+                                                            why):
+    case = _dispatched_case(trust_db)
+    sql = sql.format(case=case["id"], shizheng=_department_id(trust_db, "shizheng"))
+    before = _snapshot(trust_db)
+    error = _side_attack(trust_db, who, action, sql, case, step,
+                         "in_progress" if step is not None else None)
+    assert error is not None and why in error, error
+    assert _snapshot(trust_db) == before
+
+
+def test_the_side_harness_writes_what_a_step_allows(trust_db):
+    """The control: the harness's own legal acknowledge, with its assignment write."""
+    case = _dispatched_case(trust_db)
+    error = _side_attack(trust_db, "huanwei", "acknowledge",
+                         f"UPDATE case_assignment SET acknowledged_at = now() "
+                         f"WHERE case_id = {case['id']}", case, "", "in_progress")
+    assert error is None
+    with trust_db["owner"].connect() as conn:
+        acked = conn.execute(text("SELECT acknowledged_at IS NOT NULL FROM case_assignment "
+                                  "WHERE case_id = :c"), {"c": case["id"]}).scalar_one()
+    assert acked
+
+
+# --- lockout ------------------------------------------------------------------------------
+
+
+def test_a_rolled_back_login_still_counts_toward_the_lockout(trust_db):
+    """Five wrong passwords, each inside a transaction rolled back: still locked."""
+    conn = _raw(trust_db)
+    try:
+        for _ in range(5):
+            with conn.cursor() as cur:
+                cur.execute("SELECT result FROM grid_login('intake', 'guess', 'ws-x')")
+                assert cur.fetchone()[0] == "wrong"
+            conn.rollback()  # the attacker undoes the failure count
+    finally:
+        conn.close()
+    from db.errors import Forbidden
+
+    with pytest.raises(Forbidden) as err:
+        _login(trust_db, "intake")  # the right password, now refused
+    assert "5 分钟" in str(err.value)
+    with trust_db["owner"].connect() as conn:  # and the row agrees once it was written
+        locked = conn.execute(text("SELECT locked_until > now() FROM app_user "
+                                   "WHERE name = 'intake'")).scalar()
+    assert locked in (True, None)  # the last row write was rolled back too
+
+
 # --- the real path works with the same credentials --------------------------------------
 
 
@@ -426,6 +558,27 @@ def test_the_owner_rewriting_an_entry_is_detected_at_that_entry(trust_db, tmp_pa
     bad = verify(trust_db["console"], anchors=anchors)
     assert not bad.ok and bad.first_bad_seq == target
     assert "rewritten" in bad.reason
+    # The database's own record of each verification agrees: it checked the chain itself.
+    with trust_db["owner"].connect() as conn:
+        rows = conn.execute(text("SELECT ok, first_bad_seq, entries FROM audit_check "
+                                 "ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [(True, None, 8), (False, target, 8)]
+
+
+def test_the_database_records_a_failed_chain_whatever_the_client_says(trust_db):
+    """A console calling the recorder with its own "all fine" still records the break."""
+    _dispatched_case(trust_db)
+    with trust_db["owner"].begin() as conn:
+        conn.execute(text("ALTER TABLE case_log DISABLE TRIGGER case_log_no_update"))
+        second = conn.execute(text("SELECT seq FROM case_log ORDER BY seq OFFSET 1 LIMIT 1")
+                              ).scalar_one()
+        conn.execute(text("UPDATE case_log SET actor_name = '别人' WHERE seq = :s"),
+                     {"s": second})
+        conn.execute(text("ALTER TABLE case_log ENABLE ALWAYS TRIGGER case_log_no_update"))
+    with trust_db["console"].begin() as conn:
+        row = conn.execute(text("SELECT ok, first_bad_seq, entries FROM "
+                                "grid_audit_check(0, NULL)")).one()
+    assert tuple(row) == (False, second, 4)
 
 
 
