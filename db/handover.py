@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, text
 
+from db import validation as v
 from db.clock import hall_timezone
 from db.errors import BadInput, Forbidden, NotFound
 from db.metrics import refresh
@@ -179,7 +180,7 @@ def submit(engine: Engine, actor: Actor, start: datetime, end: datetime, notes: 
     if len(notes) > MAX_NOTES:
         raise BadInput(f"交班备注最多 {MAX_NOTES} 字。",
                        f"Handover notes are at most {MAX_NOTES} characters.")
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in notes):
+    if v.has_controls(notes):  # Cc and Cf (C1 controls, bidi overrides), as every free text
         raise BadInput("交班备注含有控制字符。", "The notes contain control characters.")
     summary = summary_json(report if report is not None else shift_report(engine, start, end))
     with transaction(engine) as conn:
@@ -200,6 +201,8 @@ def acknowledge(engine: Engine, actor: Actor, handover_id: int | None = None,
     if len(note) > MAX_NOTES:
         raise BadInput(f"接班备注最多 {MAX_NOTES} 字。",
                        f"Notes are at most {MAX_NOTES} characters.")
+    if v.has_controls(note):
+        raise BadInput("接班备注含有控制字符。", "The notes contain control characters.")
     with transaction(engine) as conn:
         bind(conn, actor, "handover")
         if handover_id is None:

@@ -369,6 +369,34 @@ def test_a_full_queue_disk_recovers_under_continuous_traffic(engine, tmp_path, c
 # --- times, chunks, descriptors --------------------------------------------------------------
 
 
+def test_health_says_503_while_a_full_backlog_makes_reports_busy(db_url, engine, tmp_path):
+    """The writer stalled (its lock held elsewhere): reports past the backlog get 503
+    "busy", and so does /health, which said 200 throughout before; both recover."""
+    import psycopg2
+
+    add_devices(engine, ["HB-1"])
+    blocker = psycopg2.connect(db_url.replace("+psycopg2", ""))
+    blocker.autocommit = True
+    try:
+        with running_gateway(engine, tmp_path / "queue", max_backlog=3) as gw:
+            assert health(gw.port)[0] == 200
+            blocker.cursor().execute("SELECT pg_advisory_lock(%s)", (_WRITE_LOCK,))
+            client = Client(gw.port)
+            now = int(time.time())
+            answers = [client.get(id="HB-1", lat=39.92, lon=116.41, timestamp=now - 60 + i)[0]
+                       for i in range(6)]
+            client.close()
+            assert answers[:3] == [200, 200, 200] and set(answers[3:]) == {503}
+            status, body = health(gw.port)
+            assert status == 503 and body["backlog"] == 3
+            blocker.cursor().execute("SELECT pg_advisory_unlock(%s)", (_WRITE_LOCK,))
+            assert wait_for(lambda: health(gw.port)[0] == 200, 30)
+            assert gw.wait_drained(30)
+        assert count_positions(engine) == 3  # every 200 stored, nothing else
+    finally:
+        blocker.close()
+
+
 def test_numeric_timestamps_are_read_by_magnitude():
     """Issue: above 2^31 a number was taken for milliseconds, so from 2038 a terminal
     counting seconds would report 1970.  Seconds below 10^11, milliseconds above."""

@@ -171,6 +171,11 @@ def test_bad_shifts_and_notes_are_refused(shift):
         handover.shift_report(console, end - timedelta(hours=49), end)
     with pytest.raises(BadInput):
         handover.submit(console, who["leader1"], end - timedelta(hours=8), end, "长" * 4001)
+    for bad in ("\u0085", "\u009b", "\u202e", "\u2066"):  # C1 controls, bidi overrides
+        with pytest.raises(BadInput) as err:
+            handover.submit(console, who["leader1"], end - timedelta(hours=8), end,
+                            f"夜间平稳{bad}无事")
+        assert "控制字符" in err.value.zh
     with pytest.raises(NotFoundOrBad):
         handover.acknowledge(console, who["leader2"])  # nothing handed over yet
 

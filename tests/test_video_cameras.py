@@ -162,6 +162,9 @@ def test_a_console_cannot_write_the_camera_table_itself(engine, console):
     ({"view_angle": "0"}, "视角"),
     ({"url": "javascript://x"}, "不支持"),
     ({"sub_url": "rtsp://a b"}, "无效"),
+    ({"name": "路口\u202e口路"}, "控制字符"),  # a bidi override reverses what the wall shows
+    ({"name": "路\u0085口"}, "控制字符"),
+    ({"groups": "重点\u2066部位"}, "控制字符"),
 ])
 def test_bad_camera_fields_are_one_clear_line_and_change_nothing(engine, console, fields, what):
     admin = login(console, "admin1")

@@ -596,8 +596,11 @@ class Gateway:
             return
         path, _, query = target.partition(b"?")
         if path == b"/health":
-            # 503 as soon as a report would get one: database away or queue unwritable.
-            accepting = self.pipeline.db_available and self.wal.write_error is None
+            # 503 as soon as a report would get one: database away, queue unwritable,
+            # or the backlog full (the writer is behind; reports get "busy").
+            p = self.pipeline
+            accepting = (p.db_available and self.wal.write_error is None
+                         and p.backlog < p.config.max_backlog)
             respond(*health_answer(peer.ip, accepting, self.stats))
             return
         if method not in ("GET", "POST"):
