@@ -85,7 +85,8 @@ def health(port: int) -> dict:
 
 
 def test_database_restart_mid_stream(tmp_path):
-    """The gateway as deployed (its own process, writer process) while the database restarts."""
+    """The gateway as deployed (its own process, writer process) while the database is
+    killed outright and started again."""
     from db.embedded import EmbeddedServer
 
     pg_dir = tmp_path / "pg"
@@ -97,7 +98,7 @@ def test_database_restart_mid_stream(tmp_path):
     try:
         senders = start_senders(port)
         assert wait_for(lambda: sum(len(s.ok) for s in senders) > 200, 20)
-        server.stop()
+        kill_postgres(pg_dir)  # SIGKILL, no shutdown: it recovers from its WAL on restart
         assert wait_for(lambda: any(503 in s.statuses[-5:] for s in senders), 20)
         assert not health(port)["db_available"]
         time.sleep(0.5)  # a stretch of refusals while it is down
@@ -115,7 +116,7 @@ def test_database_restart_mid_stream(tmp_path):
         assert all(set(s.statuses) <= {200, 503, 0} for s in senders)
         assert count_positions(engine) == answered_200
         print("FIGURES " + json.dumps({
-            "scenario": "PostgreSQL stopped during load", "answered_200": answered_200,
+            "scenario": "PostgreSQL killed (SIGKILL) during load", "answered_200": answered_200,
             "stored_rows": count_positions(engine), "refused_503_while_down": down_503}))
         with engine.connect() as conn:
             for s in senders:
@@ -137,6 +138,28 @@ def test_database_restart_mid_stream(tmp_path):
             proc.wait(10)
         engine.dispose()
         server.stop()
+
+
+def kill_postgres(pg_dir: Path) -> None:
+    """SIGKILL the postmaster and every backend at once, as a crash or the OOM killer would."""
+    import psutil
+
+    pid = int((pg_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    master = psutil.Process(pid)
+    victims = [master, *master.children(recursive=True)]
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+    # pgserver keeps one handle per data directory in this process: the dead one would
+    # be handed back instead of a server started anew (a new process starts one itself).
+    from pgserver.postgres_server import PostgresServer
+
+    for key in [k for k in PostgresServer._instances if Path(k).resolve()
+                == (pg_dir / "pgdata").resolve()]:
+        PostgresServer._instances.pop(key)
 
 
 def spawn_gateway(db_url: str, queue_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int]:
