@@ -230,3 +230,28 @@ def test_the_queue_and_the_map_keep_most_of_the_height(qtbot, windows):
     # The queue shows at least ten rows of cases.
     assert win.queue.table.viewport().height() >= 10 * win.queue.table.verticalHeader(
     ).defaultSectionSize()
+
+
+def test_every_console_shows_when_the_chain_was_last_verified(qtbot, windows, engine, actors):
+    """The wall's login too: "never", then "✓ time" after a verification, then red and the
+    altered entry's number once a rewritten entry was found."""
+    from db.audit import verify
+
+    case_in(engine, actors, "filed")
+    win = windows("wall1", "WALL-1")
+    badge = win.audit_badge
+    qtbot.waitUntil(lambda: badge.text() == "日志链 未校验", timeout=10_000)
+    assert verify(engine).ok
+    badge.refresh()
+    qtbot.waitUntil(lambda: badge.text().startswith("日志链 ✓ "), timeout=10_000)
+    assert not badge.property("alarm")
+    with engine.begin() as conn:  # the owner (here: the superuser) rewrites one entry
+        target = conn.execute(text("SELECT seq FROM case_log ORDER BY seq OFFSET 1 LIMIT 1")
+                              ).scalar_one()
+        conn.execute(text("ALTER TABLE case_log DISABLE TRIGGER case_log_no_update"))
+        conn.execute(text("UPDATE case_log SET reason = '改写' WHERE seq = :s"), {"s": target})
+        conn.execute(text("ALTER TABLE case_log ENABLE ALWAYS TRIGGER case_log_no_update"))
+    assert not verify(engine).ok
+    badge.refresh()
+    qtbot.waitUntil(lambda: badge.text() == f"日志链 ✗ 第 {target} 条被改动", timeout=10_000)
+    assert badge.property("alarm") is True

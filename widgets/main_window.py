@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         else:
             self.store.load()
         self.video.start()
+        self.audit_badge.start()
         if start_feed:
             self.live.start()
             self.escalator.start()
@@ -387,10 +388,13 @@ class MainWindow(QMainWindow):
         self.feed_label = QLabel(tr("● 连接中"))
         self.feed_label.setObjectName("feedLabel")
         self.count_label = QLabel("")
+        from widgets.audit_badge import AuditBadge
+
+        self.audit_badge = AuditBadge(self.engine, self)
         holder = QWidget()
         h = QHBoxLayout(holder)
         h.setContentsMargins(0, 0, 0, 0)
-        for w in (self.user_label, self.count_label, self.feed_label):
+        for w in (self.user_label, self.count_label, self.audit_badge, self.feed_label):
             h.addWidget(w)
         bar.addPermanentWidget(holder)
 
@@ -744,6 +748,7 @@ class MainWindow(QMainWindow):
         self._leaving = threading.Thread(target=self._saver(clear_presence=True),
                                          name="leaving", daemon=True)
         self.presence_timer.stop()
+        self.audit_badge.stop()
         self.escalator.timer.stop()
         self.live.stop()
         self.store.stop()
