@@ -238,10 +238,11 @@ def test_a_hand_written_action_is_accepted_when_it_keeps_every_rule(trust_db):
                   ", escalation = 1") is None
     with trust_db["owner"].connect() as conn:
         row = conn.execute(text(
-            "SELECT actor_name, actor_role, workstation FROM case_log "
+            "SELECT actor_name, actor_role, workstation, from_status FROM case_log "
             "ORDER BY seq DESC LIMIT 1")).one()
-    # The database wrote who acted, whatever the hand-written row said.
-    assert tuple(row) == ("lead", "leader", "forged")
+    # The database wrote who acted and where the step started, whatever the hand-written
+    # row said (no "from" status at all).
+    assert tuple(row) == ("lead", "leader", "forged", "dispatched")
 
 
 @pytest.mark.parametrize(

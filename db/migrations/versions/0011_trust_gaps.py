@@ -21,6 +21,8 @@
   ``audit_check``.  Now only ``grid_audit_check`` writes it, after checking the
   chain itself, set-based, over the range asked; the client's own finding (it also
   checks the anchors kept outside the database) can only make the row worse.
+* **A log entry's "from" status** was the client's word; it is now where the case's
+  previous entry left it.
 
 Revision ID: 0011
 Revises: 0010
@@ -38,6 +40,7 @@ depends_on = None
 
 LOCK_SECONDS = 300  # 5 failures → 5 minutes, as revision 0005
 MAX_FAILURES = 5
+LOG_ORDER_LOCK = 0x6C6F67  # revision 0005's, as db.case_actions takes it
 
 FUNCTIONS_SQL = [
     # --- the tables beside the case ------------------------------------------------
@@ -178,6 +181,57 @@ FUNCTIONS_SQL = [
             PERFORM grid_refuse('a case number is counted only for the case that takes it');
         END IF;
         RETURN NULL;
+    END $$
+    """,
+    # --- the log: what the step came from is the database's too ----------------------
+    f"""
+    CREATE OR REPLACE FUNCTION grid_log_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+    DECLARE
+        a record;
+        c record;
+        prev bytea;
+        came_from text;
+    BEGIN
+        IF NOT grid_is_owner() THEN
+            SELECT * INTO a FROM grid_require_session();
+            IF NEW.action IS DISTINCT FROM current_setting('grid.action', true) THEN
+                PERFORM grid_refuse('a log entry records the action declared');
+            END IF;
+            SELECT id, number, status, version INTO c FROM "case" WHERE id = NEW.case_id;
+            IF NOT FOUND OR c.number <> NEW.case_number OR c.status <> NEW.to_status
+               OR c.version <> NEW.case_version THEN
+                PERFORM grid_refuse('a log entry records the case as the action left it');
+            END IF;
+            IF EXISTS (SELECT 1 FROM case_log
+                        WHERE case_id = NEW.case_id AND case_version = NEW.case_version) THEN
+                PERFORM grid_refuse('this version of the case is already logged');
+            END IF;
+            -- The status the step started from is where the previous entry left the
+            -- case (a new case starts from nothing), not what the client says.
+            IF NEW.case_version = 1 THEN
+                NEW.from_status := NULL;
+            ELSE
+                SELECT to_status INTO came_from FROM case_log
+                 WHERE case_id = NEW.case_id AND case_version = NEW.case_version - 1;
+                IF FOUND THEN
+                    NEW.from_status := came_from;
+                END IF;
+            END IF;
+            NEW.actor_id := a.user_id;
+            NEW.actor_name := a.display_name;
+            NEW.actor_role := a.role;
+            NEW.at := now();
+        END IF;
+        NEW.client_addr := coalesce(host(inet_client_addr()), 'local');
+        NEW.client_app := left(current_setting('application_name', true), 64);
+        -- Order: numbered under the log lock, so seq order is commit order.
+        PERFORM pg_advisory_xact_lock({LOG_ORDER_LOCK});
+        NEW.seq := nextval(pg_get_serial_sequence('case_log', 'seq'));
+        SELECT hash INTO prev FROM case_log ORDER BY seq DESC LIMIT 1;
+        NEW.prev_hash := coalesce(prev, '\\x'::bytea);
+        NEW.hash := sha256(NEW.prev_hash || convert_to(grid_log_text(NEW), 'UTF8'));
+        RETURN NEW;
     END $$
     """,
     # --- lockout that a rollback cannot undo ------------------------------------------
