@@ -397,6 +397,32 @@ def test_health_says_503_while_a_full_backlog_makes_reports_busy(db_url, engine,
         blocker.close()
 
 
+def test_a_closed_terminal_sighup_stops_the_gateway_cleanly_with_everything_stored(
+        db_url, engine, tmp_path):
+    """SIGHUP to the whole group, as a closed terminal sends it: the gateway stores what it
+    answered 200 for, stops its writer and exits 0, leaving no queue behind."""
+    add_devices(engine, ["HUP-1"])
+    queue_dir = tmp_path / "queue"
+    proc, port = spawn(db_url, queue_dir, tmp_path / "gw.log", preexec=os.setsid)
+    try:
+        client = Client(port)
+        now = int(time.time())
+        answers = [client.get(id="HUP-1", lat=39.92, lon=116.41, timestamp=now - 60 + i)[0]
+                   for i in range(20)]
+        client.close()
+        assert answers == [200] * 20
+        writer = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGHUP)
+        assert proc.wait(30) == 0
+        psutil.wait_procs(writer, timeout=10)
+        assert all(not p.is_running() for p in writer)
+        assert count_positions(engine) == 20
+        assert list(queue_dir.glob("seg-*.wal")) == []
+    finally:
+        if proc.poll() is None:
+            kill_whole(proc)
+
+
 def test_numeric_timestamps_are_read_by_magnitude():
     """Issue: above 2^31 a number was taken for milliseconds, so from 2038 a terminal
     counting seconds would report 1970.  Seconds below 10^11, milliseconds above."""

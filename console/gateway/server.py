@@ -708,7 +708,7 @@ def harden(engine: Engine) -> None:
 
 
 def serve(settings, args) -> int:
-    """``python main.py gateway``: run until SIGTERM or Ctrl-C; exit 0 after a clean stop.
+    """``python main.py gateway``: run until SIGTERM, SIGHUP or Ctrl-C; exit 0 after a clean stop.
 
     Exit 1 when the writer process died (the queue on disk keeps every
     acknowledged report; a supervisor restarts the gateway, which replays it).
@@ -736,7 +736,9 @@ def serve(settings, args) -> int:
     gateway = Gateway(engine, config, wal)
     stop, writer_died = threading.Event(), threading.Event()
     gateway.pipeline.on_writer_died = lambda: (writer_died.set(), stop.set())
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: the terminal it ran in was closed; stop cleanly instead of dying
+    # with reports fsync'd but not yet stored (the queue would replay them, later).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     gateway.start()
     while not stop.wait(1.0):

@@ -270,6 +270,7 @@ class WriterProcess:
         # a terminal (sent to the whole group) does not; the pipe's EOF drains it.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the parent stops it
         self._tx.close()
         self._rx.close()
         self.engine.dispose(close=False)  # the parent's connections stay the parent's
