@@ -224,9 +224,9 @@ def test_the_queue_and_the_map_keep_most_of_the_height(qtbot, windows):
     win.resize(1600, 1000)
     qtbot.waitUntil(lambda: win.video_dock.height() > 0, timeout=5000)
     win._size_docks()  # what the first layout does once the window has its real size
-    qtbot.wait(50)
-    assert win.queue_dock.height() > win.video_dock.height()
-    assert win.video_dock.height() <= 0.4 * win.height()
+    # The docks take their new sizes once the layout has run: wait for that, not a while.
+    qtbot.waitUntil(lambda: win.queue_dock.height() > win.video_dock.height()
+                    and win.video_dock.height() <= 0.4 * win.height(), timeout=5000)
     # The queue shows at least ten rows of cases.
     assert win.queue.table.viewport().height() >= 10 * win.queue.table.verticalHeader(
     ).defaultSectionSize()
