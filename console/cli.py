@@ -466,6 +466,12 @@ def cmd_db(args) -> int:
 
         ensure_reference(engine)
         print(f"schema at {rev} ({redact(str(engine.url.render_as_string(False)))})")
+        from db.clock import hall_timezone
+        from db.kpi_rollup import align_zone
+
+        rebuilt = align_zone(engine)  # the evaluation's days in this hall's GRID_TZ
+        if rebuilt is not None:
+            print(f"evaluation rollup rebuilt for {hall_timezone().key} ({rebuilt} cases)")
         return EXIT_OK
     from console.status import database_status
 

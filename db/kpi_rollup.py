@@ -300,6 +300,22 @@ def zone(engine: Engine) -> str:
         return str(conn.execute(text("SELECT grid_kpi_zone()")).scalar_one())
 
 
+def align_zone(engine: Engine) -> int | None:
+    """Rebuild the rollup in the hall's zone if it is in another (the owner's; ``db upgrade``).
+
+    The rollup's days are the zone's days, fixed when it was built.  A hall whose
+    ``GRID_TZ`` differs would otherwise get every report by the slower direct query
+    (the same figures, ``usable`` is false), and never be told.  Returns the number
+    of cases rebuilt, or None when the zone already agrees.
+    """
+    hall = hall_timezone().key
+    if zone(engine) == hall:
+        return None
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL ROLE grid_owner"))
+        return int(conn.execute(text("SELECT grid_kpi_rebuild(:z)"), {"z": hall}).scalar_one())
+
+
 def day_params(t0: datetime, t1: datetime) -> dict | None:
     """The rollup's days for [t0, t1): ``a`` ≤ day < ``b``, and t1x the midnight that ends
     day b − 1 (t1 itself, or for a period still running the coming midnight); None when

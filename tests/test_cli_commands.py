@@ -455,3 +455,17 @@ def test_a_newer_schema_message_in_english_and_for_the_screenshot(future_db, tmp
     out = run(db_url, f"screenshot {shot} --view console --user dispatcher1 --size 800x600")
     assert out.returncode == 6, out.stderr
     assert "9999_future" in out.stderr and not shot.exists()
+
+
+def test_db_upgrade_puts_the_evaluation_rollup_in_the_halls_zone(db_url, engine):
+    """A hall in Ürümqi: the rollup was built in Shanghai's days, so every report took
+    the slow path without a word.  ``db upgrade`` with its GRID_TZ rebuilds it, once."""
+    from db.kpi_rollup import zone
+
+    assert zone(engine) == "Asia/Shanghai"
+    out = cli(db_url, "db upgrade", PASSWORD, GRID_TZ="Asia/Urumqi")
+    assert out.returncode == 0, out.stderr
+    assert "evaluation rollup rebuilt for Asia/Urumqi" in out.stdout
+    assert zone(engine) == "Asia/Urumqi"
+    again = cli(db_url, "db upgrade", PASSWORD, GRID_TZ="Asia/Urumqi")
+    assert again.returncode == 0 and "rollup" not in again.stdout
