@@ -424,5 +424,52 @@ def upgrade() -> None:
         op.execute(statement)
 
 
+def _revision_0005():
+    """Revision 0005's module, whose definitions a downgrade puts back."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).with_name("0005_trust.py")
+    spec = importlib.util.spec_from_file_location("grid_revision_0005", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def downgrade() -> None:
-    raise NotImplementedError("0011 (trust gaps) is not reversible: restore from a backup")
+    old = _revision_0005()
+    for trigger, table in (("case_assignment_guard", "case_assignment"),
+                           ("attachment_guard", "attachment"),
+                           ("case_counter_guard", "case_counter"),
+                           ("case_counter_used", "case_counter"),
+                           ("app_user_login_guard", "app_user"),
+                           ("app_user_login_guard_mirror", "app_user")):
+        op.execute(f"DROP TRIGGER {trigger} ON {table}")
+    op.execute("DROP FUNCTION grid_assignment_guard(), grid_attachment_guard(), "
+               "grid_counter_guard(), grid_counter_used(), grid_login_guard_new_user(), "
+               "grid_login_guard_mirror(), grid_side_actor(text, text), "
+               "grid_case_in_change(bigint), grid_audit_check(bigint, bigint)")
+    op.execute("""
+    DO $$
+    DECLARE
+        s record;
+    BEGIN
+        FOR s IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'public' AND c.relkind = 'S'
+                    AND c.relname LIKE 'grid\\_login\\_guard\\_%'
+        LOOP
+            EXECUTE format('DROP SEQUENCE public.%I', s.relname);
+        END LOOP;
+    END $$
+    """)
+    op.execute("DROP FUNCTION grid_login_guard(integer)")
+    for statement in old.FUNCTIONS_SQL:
+        if "FUNCTION grid_action_guard()" in statement:
+            op.execute(statement)
+        elif "FUNCTION grid_login(" in statement or "FUNCTION grid_log_guard()" in statement:
+            op.execute(statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    for statement in old.TRIGGERS_SQL:
+        if any(f"TRIGGER {t} " in statement
+               for t in ("case_assignment_guard", "attachment_guard", "case_counter_guard")):
+            op.execute(statement)
+    op.execute("GRANT INSERT ON audit_check TO grid_console")
