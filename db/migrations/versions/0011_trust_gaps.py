@@ -184,6 +184,8 @@ FUNCTIONS_SQL = [
     END $$
     """,
     # --- the log: what the step came from is the database's too ----------------------
+    # Revision 0006's guard (identity, order, chain, the deadlines in the payload) with
+    # the "from" status taken from the previous entry.
     f"""
     CREATE OR REPLACE FUNCTION grid_log_guard() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
@@ -198,7 +200,8 @@ FUNCTIONS_SQL = [
             IF NEW.action IS DISTINCT FROM current_setting('grid.action', true) THEN
                 PERFORM grid_refuse('a log entry records the action declared');
             END IF;
-            SELECT id, number, status, version INTO c FROM "case" WHERE id = NEW.case_id;
+            SELECT id, number, status, version, stage_due_at, close_due_at INTO c
+              FROM "case" WHERE id = NEW.case_id;
             IF NOT FOUND OR c.number <> NEW.case_number OR c.status <> NEW.to_status
                OR c.version <> NEW.case_version THEN
                 PERFORM grid_refuse('a log entry records the case as the action left it');
@@ -222,6 +225,10 @@ FUNCTIONS_SQL = [
             NEW.actor_name := a.display_name;
             NEW.actor_role := a.role;
             NEW.at := now();
+            -- The deadlines in force after this action, as the case guard checked them
+            -- (revision 0006): what the metrics read a stage's deadline from.
+            NEW.payload := coalesce(NEW.payload, '{{}}'::jsonb)
+                || jsonb_build_object('stage_due', c.stage_due_at, 'close_due', c.close_due_at);
         END IF;
         NEW.client_addr := coalesce(host(inet_client_addr()), 'local');
         NEW.client_app := left(current_setting('application_name', true), 64);
@@ -424,20 +431,20 @@ def upgrade() -> None:
         op.execute(statement)
 
 
-def _revision_0005():
-    """Revision 0005's module, whose definitions a downgrade puts back."""
+def _revision(filename: str):
+    """An earlier revision's module, whose definitions a downgrade puts back."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).with_name("0005_trust.py")
-    spec = importlib.util.spec_from_file_location("grid_revision_0005", path)
+    path = Path(__file__).with_name(filename)
+    spec = importlib.util.spec_from_file_location(f"grid_revision_{filename[:4]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def downgrade() -> None:
-    old = _revision_0005()
+    old = _revision("0005_trust.py")
     for trigger, table in (("case_assignment_guard", "case_assignment"),
                            ("attachment_guard", "attachment"),
                            ("case_counter_guard", "case_counter"),
@@ -466,8 +473,9 @@ def downgrade() -> None:
     for statement in old.FUNCTIONS_SQL:
         if "FUNCTION grid_action_guard()" in statement:
             op.execute(statement)
-        elif "FUNCTION grid_login(" in statement or "FUNCTION grid_log_guard()" in statement:
+        elif "FUNCTION grid_login(" in statement:
             op.execute(statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
+    op.execute(_revision("0006_evaluation.py").LOG_GUARD_SQL)  # the log guard as 0006 left it
     for statement in old.TRIGGERS_SQL:
         if any(f"TRIGGER {t} " in statement
                for t in ("case_assignment_guard", "attachment_guard", "case_counter_guard")):
