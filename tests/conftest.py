@@ -180,6 +180,25 @@ def table_counts(engine: Engine) -> dict[str, int]:
     return counts
 
 
+def pytest_configure(config) -> None:
+    """Byte-compile the project once, before the workers start.
+
+    Many tests run ``python main.py`` as a user would.  Where the environment says
+    PYTHONDONTWRITEBYTECODE (as some CI images do), no process ever writes the
+    project's .pyc files, and every one of those subprocesses compiles the whole
+    import chain again (about a quarter of a second each).  Compiling up front
+    lets them read bytecode; it is idempotent and quick when nothing changed.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    import compileall
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("console", "db", "maps", "widgets"):
+        compileall.compile_dir(root / name, quiet=1, workers=1)
+    compileall.compile_file(root / "main.py", quiet=1)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     session.config._grid_exit_status = int(exitstatus)
 
