@@ -364,6 +364,13 @@ def main() -> int:
     app = make_app()
     proc = psutil.Process()
     results: dict = {"ours": {}, "baseline": {}}
+    if not args.skip_baseline:
+        try:
+            import PySide6.QtMultimedia  # noqa: F401  (PySide6-Addons: the bench extra)
+        except ImportError:
+            print("QtMultimedia is not installed (pip install -e \".[bench]\"): the baseline "
+                  "is skipped", flush=True)
+            args.skip_baseline = True
     for n in TILE_COUNTS:
         r = run_ours(app, url_of, Meter(sent_of), n, args.seconds, args.warmup, proc)
         results["ours"][n] = r

@@ -592,3 +592,64 @@ def test_a_logged_out_token_acts_no_more(trust_db):
     logout(trust_db["console"], lead)
     with pytest.raises(Forbidden):
         perform(trust_db["console"], lead, "escalate", case["number"], case["version"])
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_rules(trust_db):
+    """PostgreSQL searches the session's own temporary schema first, even under a
+    function's ``SET search_path``, unless pg_temp is named last: a console that made
+    a temporary ``workflow_rule`` letting a dispatcher verify would have its own rules."""
+    case = _case_at(trust_db, "awaiting_verification")
+    token = _login(trust_db, "disp").token
+    before = _snapshot(trust_db)
+    conn = _raw(trust_db)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute("CREATE TEMP TABLE workflow_rule AS SELECT * FROM public.workflow_rule")
+                cur.execute("UPDATE pg_temp.workflow_rule SET roles = roles || '{dispatcher}'")
+                cur.execute("CREATE TEMP TABLE case_log (LIKE public.case_log)")
+            except psycopg2.Error:
+                conn.rollback()
+                return  # no temporary tables for consoles at all: nothing to shadow
+        conn.commit()
+    finally:
+        conn.close()
+    # The temporary tables are the session's: forge in a session that has them.
+    conn = _raw(trust_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE workflow_rule AS SELECT * FROM public.workflow_rule")
+            cur.execute("UPDATE pg_temp.workflow_rule SET roles = roles || '{dispatcher}'")
+            cur.execute("SELECT set_config('grid.session', %s, true), "
+                        "set_config('grid.action', 'verify_pass', true)", (token,))
+            with pytest.raises(psycopg2.Error) as err:
+                cur.execute('UPDATE "case" SET status = \'closed\', version = version + 1, '
+                            'closed_at = now(), stage_due_at = NULL WHERE id = %s', (case["id"],))
+                cur.execute(
+                    "INSERT INTO case_log (case_id, case_number, action, from_status, "
+                    "to_status, case_version, actor_id, actor_name, actor_role, workstation, "
+                    "payload) VALUES (%s, %s, 'verify_pass', NULL, 'closed', %s, NULL, 'x', "
+                    "'x', 'ws', '{}')", (case["id"], case["number"], case["version"] + 1))
+                conn.commit()
+        conn.rollback()
+    finally:
+        conn.close()
+    assert "may not verify_pass" in str(err.value) or "permission denied" in str(err.value)
+    assert _snapshot(trust_db) == before
+
+
+def test_every_function_that_sets_a_search_path_names_pg_temp_last(trust_db):
+    """The rule behind the test above, for every function a later revision adds: a
+    SECURITY DEFINER or trigger function sets its search path, and pg_temp comes last."""
+    with trust_db["owner"].connect() as conn:
+        rows = conn.execute(text(
+            "SELECT p.proname, p.prosecdef, p.prorettype = 'trigger'::regtype AS trig, "
+            "(SELECT c FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%') AS path "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'public'")).all()
+    assert rows
+    unset = [r.proname for r in rows if (r.prosecdef or r.trig) and r.path is None]
+    assert unset == []
+    wrong = [r.proname for r in rows if r.path is not None and not r.path.endswith("pg_temp")]
+    assert wrong == []
+

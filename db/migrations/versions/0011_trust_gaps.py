@@ -23,6 +23,10 @@
   checks the anchors kept outside the database) can only make the row worse.
 * **A log entry's "from" status** was the client's word; it is now where the case's
   previous entry left it.
+* **A temporary table could stand in for the rules.** The session's temporary schema
+  is searched first even under ``SET search_path = pg_catalog, public``; every
+  function that sets a search path now names pg_temp last (PostgreSQL's own advice
+  for SECURITY DEFINER functions, and just as needed for the guards).
 
 Revision ID: 0011
 Revises: 0010
@@ -426,9 +430,43 @@ GRANTS_SQL = [
 ]
 
 
+# PostgreSQL searches the session's temporary schema first, even under a function's
+# ``SET search_path = pg_catalog, public``, unless pg_temp is named (last): a console's
+# CREATE TEMP TABLE workflow_rule would otherwise stand in for the rules inside every
+# guard.  Every function of the schema that sets a search path gets pg_temp last.
+PG_TEMP_LAST_SQL = """
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS sig, cfg
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
+                    unnest(p.proconfig) AS cfg
+              WHERE n.nspname = 'public' AND cfg LIKE 'search_path=%'
+                AND cfg NOT LIKE '%pg_temp%'
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %s, pg_temp', f.sig,
+                       substr(f.cfg, length('search_path=') + 1));
+    END LOOP;
+    -- Trigger and SECURITY DEFINER functions that set none ran under the caller's path.
+    FOR f IN SELECT p.oid::regprocedure AS sig
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'public'
+                AND (p.prosecdef OR p.prorettype = 'trigger'::regtype)
+                AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c
+                                 WHERE c LIKE 'search_path=%')
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, public, pg_temp',
+                       f.sig);
+    END LOOP;
+END $$
+"""
+
+
 def upgrade() -> None:
     for statement in FUNCTIONS_SQL + TRIGGERS_SQL + GRANTS_SQL:
         op.execute(statement)
+    op.execute(PG_TEMP_LAST_SQL)
 
 
 def _revision(filename: str):
