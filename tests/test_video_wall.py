@@ -265,9 +265,30 @@ def test_an_emergency_report_loads_its_cameras_on_the_console_at_once(qtbot, db_
                                                "severity": "emergency"})
         qtbot.waitUntil(lambda: "CAM-00" in win.video.wall.state.tiles, timeout=15_000)
         assert win.video.wall.state.tiles[0] == "CAM-00"  # the one that sees it, first
+        assert win.video.wall.restore_button.isVisible()  # and the way back is offered
     finally:
         win.shutdown()
         win.close()
+
+
+def test_after_cameras_are_put_up_the_operators_own_layout_comes_back(qtbot, console, cams):
+    """An emergency (or 附近摄像头全部上墙) replaces the wall; 恢复原布局 restores what the
+    operator had, however many times it was replaced meanwhile, and is then gone."""
+    panel = panel_for(qtbot, console, "dispatcher1")
+    wall = panel.wall
+    assert not wall.restore_button.isVisible()
+    wall.set_layout("3x3")
+    wall.show_camera("CAM-07")
+    wall.show_camera("CAM-08")
+    own = wall.state.to_json()
+    wall.show_cameras(["CAM-00", "CAM-01"])  # what an emergency does
+    assert wall.state.tiles[:2] == ["CAM-00", "CAM-01"] and wall.restore_button.isVisible()
+    wall.show_cameras(["CAM-02"])  # a second emergency: still back to the operator's own
+    wall.restore_button.click()
+    assert wall.state.to_json() == own
+    assert wall.state.layout == "3x3" and wall.state.tiles[:2] == ["CAM-07", "CAM-08"]
+    assert not wall.restore_button.isVisible()
+    panel.shutdown()
 
 
 def test_a_camera_clicked_or_dragged_from_the_map_goes_on_the_wall(qtbot, db_url, tmp_path,

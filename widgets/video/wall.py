@@ -86,6 +86,9 @@ class VideoWall(QWidget):
         self.t = bilingual(lang)
         self.resolver = resolver
         self.state = WallState()
+        # What the operator had before cameras were put up for them (an emergency, a
+        # case's nearby cameras): 恢复原布局 brings it back.
+        self.before_override: WallState | None = None
         self.focus_index: int | None = None
         self.selected: int | None = None
         self.tiles: list[VideoTile] = []
@@ -133,10 +136,17 @@ class VideoWall(QWidget):
         self.snapshot_button.setToolTip(t("把选中画面的当前帧附加到选中的案件",
                                           "Attach the selected tile's frame to the selected case"))
         self.snapshot_button.clicked.connect(lambda: self.request_snapshot(self.selected))
+        self.restore_button = QPushButton(t("恢复原布局", "Back to my layout"))
+        self.restore_button.setObjectName("videoRestore")
+        self.restore_button.setToolTip(t("回到上墙前的布局和画面",
+                                         "The layout and cameras from before they were put up"))
+        self.restore_button.clicked.connect(self.restore_layout)
+        self.restore_button.hide()
         for w in (QLabel(t("布局", "Layout")), self.layout_box, self.group_box, self.tour_box,
                   self.prev_button, self.page_label, self.next_button):
             bar.addWidget(w)
         bar.addStretch(1)
+        bar.addWidget(self.restore_button)
         bar.addWidget(self.snapshot_button)
         self.bar = bar
         outer.addLayout(bar)
@@ -316,11 +326,21 @@ class VideoWall(QWidget):
                           "4x4")
         self.focus_index = None
         n = tile_count(layout)
+        if self.before_override is None:  # the first override keeps the operator's own
+            self.before_override = WallState.from_json(self.state.to_json())
+            self.restore_button.show()
         self.state = WallState(layout, list(codes[:n]) + [None] * (n - len(codes[:n])))
         self.tour.stop()
         self._arrange()
         self._sync_group_box()
         self._changed()
+
+    def restore_layout(self) -> None:
+        """恢复原布局: the wall as it was before cameras were put up (an emergency)."""
+        previous, self.before_override = self.before_override, None
+        self.restore_button.hide()
+        if previous is not None:
+            self.apply_state(previous)
 
     def toggle_focus(self, index: int) -> None:
         """Double-click: the tile alone, main stream; again: back to the grid, sub-stream."""
