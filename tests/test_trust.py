@@ -200,21 +200,27 @@ def _case_at(db, status: str) -> dict:
 
 
 def _forge(db, token: str, action: str, case: dict, to_status: str, sets: str = "",
-           version_step: int = 1, log: bool = True):
+           version_step: int = 1, log: bool = True, side_sql: str | None = None,
+           step: bool = True):
     """A whole action written by hand with a console's credentials: the case row and its
-    log entry in one transaction, as the services would write them.  Returns the error,
-    or None when the database accepted it."""
+    log entry in one transaction, as the services would write them, with ``side_sql``
+    (a write to a table beside the case) between the two, in the services' order; with
+    ``step`` false only ``side_sql`` runs.  Returns the error, or None when the database
+    accepted it."""
     v = case["version"] + version_step
     conn = _raw(db)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('grid.session', %s, true), "
                         "set_config('grid.action', %s, true)", (token, action))
-            cur.execute(
-                f'UPDATE "case" SET status = %s, version = %s{sets} WHERE id = %s',
-                (to_status, v, case["id"]),
-            )
-            if log:
+            if step:
+                cur.execute(
+                    f'UPDATE "case" SET status = %s, version = %s{sets} WHERE id = %s',
+                    (to_status, v, case["id"]),
+                )
+            if side_sql is not None:
+                cur.execute(side_sql)
+            if step and log:
                 cur.execute(
                     "INSERT INTO case_log (case_id, case_number, action, from_status, to_status, "
                     "case_version, actor_id, actor_name, actor_role, workstation, payload) "
@@ -321,35 +327,13 @@ def test_the_gateway_role_writes_positions_and_nothing_else(trust_db):
 # --- the tables beside the case --------------------------------------------------------
 
 
-def _side_attack(db, who: str, action: str, sql: str, case: dict | None = None,
+def _side_attack(db, who: str, action: str, sql: str, case: dict,
                  case_step: str | None = None, to_status: str | None = None):
     """``sql`` on a side table as ``who`` declaring ``action``; with ``case_step`` the
     transaction also takes that legal step on the case (row and log entry), so the side
     write rides on a real change of its case.  Returns the error or None."""
-    conn = _raw(db)
-    token = _login(db, who).token
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('grid.session', %s, true), "
-                        "set_config('grid.action', %s, true)", (token, action))
-            if case_step is not None:  # in the services' order: case, side rows, log
-                v = case["version"] + 1
-                cur.execute(f'UPDATE "case" SET status = %s, version = %s{case_step} '
-                            "WHERE id = %s", (to_status, v, case["id"]))
-            cur.execute(sql)
-            if case_step is not None:
-                cur.execute(
-                    "INSERT INTO case_log (case_id, case_number, action, from_status, "
-                    "to_status, case_version, actor_id, actor_name, actor_role, workstation, "
-                    "payload) VALUES (%s, %s, %s, NULL, %s, %s, NULL, 'x', 'x', 'ws', '{}')",
-                    (case["id"], case["number"], action, to_status, v))
-        conn.commit()
-        return None
-    except psycopg2.Error as exc:
-        conn.rollback()
-        return str(exc)
-    finally:
-        conn.close()
+    return _forge(db, _login(db, who).token, action, case, to_status or "",
+                  case_step or "", side_sql=sql, step=case_step is not None)
 
 
 def _department_id(db, code: str) -> int:
