@@ -26,7 +26,6 @@ class AuditBadge(QLabel):
         super().__init__(tr("日志链 …"), parent)
         self.setObjectName("auditBadge")
         self.engine = engine
-        self.check: dict | None = None
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
 
@@ -45,7 +44,6 @@ class AuditBadge(QLabel):
                       context=self)
 
     def show_check(self, check: dict | None) -> None:
-        self.check = check
         if not check:
             self.setText(tr("日志链 未校验"))
             self.setToolTip(tr("运行 python main.py audit verify 校验案件日志的哈希链"))
